@@ -1,0 +1,1 @@
+"""Data pipeline: source readers -> memory-mapped cache -> DataModule."""

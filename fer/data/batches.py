@@ -1,0 +1,75 @@
+"""Batches by index slices of a uint8 array (memmap or device tensor): no per-image Python, no Dataset items.
+
+Training: a fresh permutation per epoch (seed + epoch), identical on every rank, of which each rank takes
+a disjoint, equal-length shard (DDP needs the same number of steps on every rank).
+Evaluation: the split in order; under DDP each rank takes a contiguous part, padded by wrapping so every
+rank has the same number of batches (like torch's DistributedSampler).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from fer.data.cache import ImageCache
+
+# release mmap pages from RSS after this many bytes have been gathered (see ImageCache.release_pages)
+_RELEASE_EVERY_BYTES = 256 * 2**20
+
+
+class BatchStream:
+    """Iterable of (images uint8 [B,48,48], labels int64 [B]) batches over `indices` of `images`."""
+
+    def __init__(self, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, indices: np.ndarray,
+                 batch_size: int, shuffle: bool, drop_last: bool = False, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, cache: ImageCache | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.images, self.labels = images, labels
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.cache = cache  # when the images are a memmap: lets long streams give pages back
+        self.epoch = 0
+        self.sampler = self  # Lightning calls dataloader.sampler.set_epoch(epoch) before each epoch
+        self.batch_sampler = None  # Lightning inspects it like a DataLoader's
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def shard(self) -> np.ndarray:
+        """This rank's indices for the current epoch, in batch order."""
+        n = len(self.indices)
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = self.indices[torch.randperm(n, generator=gen).numpy()]
+            per_rank = n // self.world_size
+            return order[self.rank * per_rank:(self.rank + 1) * per_rank]
+        per_rank = math.ceil(n / self.world_size) if n else 0
+        padded = np.resize(self.indices, per_rank * self.world_size) if n else self.indices
+        return padded[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def __len__(self) -> int:
+        n = len(self.shard()) if not self.shuffle else len(self.indices) // self.world_size
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self.shard()
+        stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
+        on_tensor = isinstance(self.images, torch.Tensor)
+        gathered = 0
+        for start in range(0, stop, self.batch_size):
+            # sorted within the batch: sequential mmap reads; order inside a batch does not matter
+            batch = np.sort(idx[start:start + self.batch_size]) if self.shuffle else idx[start:start + self.batch_size]
+            if on_tensor:
+                sel = torch.from_numpy(batch).to(self.images.device)
+                yield self.images.index_select(0, sel), self.labels.index_select(0, sel)
+                continue
+            yield torch.from_numpy(self.images[batch]), torch.from_numpy(self.labels[batch])
+            gathered += batch.size * self.images[0].nbytes
+            if self.cache is not None and gathered > _RELEASE_EVERY_BYTES:
+                self.cache.release_pages()
+                gathered = 0

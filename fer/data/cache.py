@@ -1,0 +1,164 @@
+"""Memory-mapped image cache: decode a source once, then open it in milliseconds.
+
+Layout of one cache entry (a folder named after the source and its fingerprint):
+  images.u8    raw uint8 [N,48,48], opened with mmap (never read whole into RAM)
+  labels.npy   int64 [N] (-1 = unlabelled)
+  splits.npy   int8 [N], codes into info.json["split_names"]
+  names.txt    one image name per line (only read when names are needed: predict, audit)
+  skipped.csv  bad inputs skipped under data.on_bad_image=skip (file, reason)
+  info.json    counts and the fingerprint; written last
+The entry is built in a temporary folder and renamed into place, so an interrupted build never
+looks complete and two processes building the same entry cannot corrupt each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mmap
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from fer.classes import IMAGE_SIZE
+from fer.data.errors import BadInputLog, DataError
+from fer.data.sources import Manifest
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+
+
+def fingerprint(manifest: Manifest, on_bad_image: str) -> str:
+    """Hash of everything the cached pixels depend on: file list with sizes and mtimes, settings, format."""
+    payload = json.dumps({"format": CACHE_FORMAT, "on_bad_image": on_bad_image, "source": manifest.identity},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class ImageCache:
+    """An opened cache entry. `images` is a read-only [N,48,48] uint8 view of the mmap."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        info_file = self.path / "info.json"
+        if not info_file.is_file():
+            raise DataError(f"{self.path}: not a complete image cache (no info.json); delete the folder to rebuild")
+        self.info = json.loads(info_file.read_text())
+        self.labels: np.ndarray = np.load(self.path / "labels.npy")
+        self.split_codes: np.ndarray = np.load(self.path / "splits.npy")
+        self.split_names: list[str] = self.info["split_names"]
+        n = len(self.labels)
+        size = os.path.getsize(self.path / "images.u8")
+        if size != n * _PIXELS:
+            raise DataError(f"{self.path}/images.u8 has {size} bytes, expected {n * _PIXELS}; delete the folder")
+        with open(self.path / "images.u8", "rb") as fh:
+            # an empty file cannot be mmapped; keep a zero-size array for empty caches
+            self._mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        buf = self._mmap if self._mmap is not None else b""
+        self.images: np.ndarray = np.frombuffer(buf, dtype=np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @cached_property
+    def names(self) -> list[str]:
+        return (self.path / "names.txt").read_text().split("\n")[: len(self)]
+
+    @property
+    def splits(self) -> np.ndarray:
+        return np.asarray(self.split_names, dtype=object)[self.split_codes]
+
+    def split_indices(self, split: str) -> np.ndarray:
+        if split not in self.split_names:
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(self.split_codes == self.split_names.index(split))
+
+    def release_pages(self) -> None:
+        """Drop this process's mapping of pages read so far: they stay in the page cache but leave our RSS.
+        Streaming a data set far larger than RAM through the mmap would otherwise grow RSS without bound."""
+        if self._mmap is not None:
+            self._mmap.madvise(mmap.MADV_DONTNEED)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{s}={int((self.split_codes == i).sum())}" for i, s in enumerate(self.split_names))
+        extra = [f"{self.info[k]} {k}" for k in ("resized", "color", "skipped") if self.info.get(k)]
+        return f"{len(self)} images ({counts})" + (f"; {', '.join(extra)}" if extra else "")
+
+
+def _write_entry(manifest: Manifest, tmp: Path, on_bad_image: str, fp: str, progress: bool) -> dict:
+    n = len(manifest)
+    bad = BadInputLog(on_bad_image)
+    decoded = tmp / "decoded.u8"
+    images = np.memmap(decoded, mode="w+", dtype=np.uint8, shape=(n, IMAGE_SIZE, IMAGE_SIZE))
+    report = manifest.fill(images, bad, progress)
+    images.flush()
+    keep = report.ok
+    split_names = sorted(set(manifest.splits), key=lambda s: (s != "train", s))
+    codes = np.array([split_names.index(s) for s in manifest.splits], dtype=np.int8)
+    if keep.all():
+        del images
+        os.rename(decoded, tmp / "images.u8")
+    else:  # copy the kept rows in bounded chunks (no full copy in RAM)
+        kept_idx = np.flatnonzero(keep)
+        with open(tmp / "images.u8", "wb") as fh:
+            for start in range(0, len(kept_idx), 65536):
+                fh.write(np.ascontiguousarray(images[kept_idx[start:start + 65536]]).tobytes())
+        del images
+        decoded.unlink()
+    np.save(tmp / "labels.npy", manifest.labels[keep])
+    np.save(tmp / "splits.npy", codes[keep])
+    (tmp / "names.txt").write_text("\n".join(np.asarray(manifest.names, dtype=object)[keep]))
+    if len(bad):
+        bad.write(tmp / "skipped.csv")
+    info = {"format": CACHE_FORMAT, "fingerprint": fp, "n": int(keep.sum()), "split_names": split_names,
+            "resized": report.resized, "color": report.color, "skipped": len(bad), "notes": manifest.notes,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    (tmp / "info.json").write_text(json.dumps(info, indent=1))  # last: marks the entry complete
+    return info
+
+
+def open_cache(source, cache_dir: str | Path, on_bad_image: str = "error", progress: bool = True) -> ImageCache:
+    """Open the cache entry for `source` (an object with .manifest() and .name), building it if needed."""
+    manifest: Manifest = source.manifest()
+    if len(manifest) == 0:
+        raise DataError(f"data source {source.name!r} has no images")
+    fp = fingerprint(manifest, on_bad_image)
+    cache_dir = Path(cache_dir).expanduser()
+    # one folder per (source kind, location); the fingerprint suffix changes whenever the content does
+    location = hashlib.sha1(repr((source.name, getattr(source, "root", None))).encode()).hexdigest()[:8]
+    prefix = f"{source.name}-{location}-"
+    final = cache_dir / f"{prefix}{fp[:16]}"
+    if (final / "info.json").is_file():
+        return ImageCache(final)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=cache_dir))
+    started = time.perf_counter()
+    try:
+        info = _write_entry(manifest, tmp, on_bad_image, fp, progress)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished the same entry first: theirs is identical, use it
+            if not (final / "info.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("cached %s: %d images in %.1fs at %s", source.name, info["n"], time.perf_counter() - started, final)
+    for note in manifest.notes:
+        log.warning("%s: %s", source.name, note)
+    if info["skipped"]:
+        log.warning("%s: skipped %d bad input(s), listed in %s", source.name, info["skipped"], final / "skipped.csv")
+    for stale in cache_dir.glob(f"{prefix}*"):  # older entries of the same source; readers keep their mmaps
+        if stale != final and not stale.name.startswith(".tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+    return ImageCache(final)

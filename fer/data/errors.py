@@ -1,0 +1,40 @@
+"""Bad-input policy shared by every reader: a clear error naming the file, or a counted, reported skip."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad input data. The message names the file (or row) and says what to do."""
+
+
+SKIP_HINT = "fix or remove it, or set data.on_bad_image=skip to skip such files (they are listed in a report)"
+
+
+@dataclass
+class BadInputLog:
+    """Collects bad inputs. In 'error' mode the first one raises; in 'skip' mode they are counted and listed."""
+
+    policy: str = "error"  # "error" | "skip"
+    entries: list[tuple[str, str]] = field(default_factory=list)  # (file or row, reason)
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("error", "skip"):
+            raise DataError(f"data.on_bad_image must be 'error' or 'skip', got {self.policy!r}")
+
+    def bad(self, where: str, reason: str) -> None:
+        if self.policy == "error":
+            raise DataError(f"{where}: {reason}; {SKIP_HINT}")
+        self.entries.append((str(where), reason))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def write(self, path: Path) -> None:
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["file", "reason"])
+            writer.writerows(self.entries)

@@ -1,0 +1,164 @@
+"""The shared LightningModule: loss, metrics, optimiser/scheduler from config, test outputs for reports.
+
+A model = a subclass that implements `build_net()`; everything else (Trainer, logging, checkpoints,
+predict) is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import hydra.utils
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+
+from fer.classes import CLASS_NAMES, NUM_CLASSES
+
+_MAX_MISCLASSIFIED_KEPT = 64
+
+
+class FERClassifier(pl.LightningModule):
+    """Input: float [B,1,48,48] in [0,1] (see fer.data.augment.to_unit_float). Output: logits [B,7]."""
+
+    # False for models that must see the images as they are (e.g. a fitted feature pipeline)
+    train_augmentation: bool = True
+
+    def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None, class_weighting: str = "none",
+                 label_smoothing: float = 0.0, input_mean: float = 0.5, input_std: float = 0.25,
+                 channels_last: bool = True):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = self.build_net()
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # a buffer (not a plain attribute) so the weights used in training are saved with the checkpoint
+        self.register_buffer("class_weight", torch.ones(NUM_CLASSES))
+        metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro"),
+                                    "f1_macro": MulticlassF1Score(NUM_CLASSES, average="macro")})
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.test_recall = MulticlassRecall(NUM_CLASSES, average="none")
+        self.test_outputs: dict[str, Any] = {}
+
+    # ---- to implement --------------------------------------------------------------------------------
+    def build_net(self) -> nn.Module:
+        raise NotImplementedError
+
+    # ---- forward -------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.hparams.input_mean) / self.hparams.input_std
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [B,7] (float32) for a float [B,1,48,48] batch in [0,1]."""
+        return F.softmax(self(x).float(), dim=1)
+
+    # ---- training ------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and dm is not None and self.hparams.class_weighting != "none":
+            counts = torch.as_tensor(dm.class_counts, dtype=torch.float32).clamp(min=1)
+            weight = counts.sum() / (NUM_CLASSES * counts)  # "balanced": each class contributes equally
+            if self.hparams.class_weighting == "sqrt":
+                weight = weight.sqrt()  # softer: helps rare classes without wrecking calibration
+            elif self.hparams.class_weighting != "balanced":
+                raise ValueError(f"model.class_weighting must be none, balanced or sqrt, "
+                                 f"got {self.hparams.class_weighting!r}")
+            self.class_weight.copy_(weight / weight.mean())
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), y, weight=self.class_weight,
+                               label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        self.train_metrics.update(logits.detach(), y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute(), sync_dist=True)
+        self.train_metrics.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_metrics.update(logits, y)
+        self.log("val/loss", self._loss(logits, y), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.log("val/acc", values.pop("val/acc"), prog_bar=True, sync_dist=True)
+        self.log_dict(values, sync_dist=True)
+        self.val_metrics.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.test_outputs = {"probs": [], "labels": [], "wrong_images": [], "wrong_labels": [], "wrong_preds": []}
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        probs = self.predict_proba(x)
+        self.test_metrics.update(probs, y)
+        self.test_recall.update(probs, y)
+        self.log("test/loss", self._loss(torch.log(probs.clamp_min(1e-12)), y), on_epoch=True, batch_size=len(y))
+        out = self.test_outputs
+        out["probs"].append(probs.cpu())
+        out["labels"].append(y.cpu())
+        wrong = (probs.argmax(1) != y).nonzero().flatten()
+        room = _MAX_MISCLASSIFIED_KEPT - sum(len(w) for w in out["wrong_labels"])
+        if room > 0 and len(wrong):
+            wrong = wrong[:room]
+            out["wrong_images"].append(x[wrong, 0].float().cpu())
+            out["wrong_labels"].append(y[wrong].cpu())
+            out["wrong_preds"].append(probs[wrong].argmax(1).cpu())
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute(), sync_dist=True)
+        recall = self.test_recall.compute()
+        self.log_dict({f"test/recall_{name}": recall[i] for i, name in enumerate(CLASS_NAMES)}, sync_dist=True)
+        self.test_metrics.reset()
+        self.test_recall.reset()
+        self.test_outputs = {k: torch.cat(v).numpy() if v else np.empty(0) for k, v in self.test_outputs.items()}
+
+    # ---- optimisation --------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = hydra.utils.instantiate(self.hparams.optimizer, params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        cfg = copy.deepcopy(dict(self.hparams.scheduler))
+        monitor, interval = cfg.pop("monitor", "val/acc"), cfg.pop("interval", "epoch")
+        # "auto" sizes: filled from the Trainer so one config fits any data size or epoch count
+        for key in ("total_steps", "T_max"):
+            if cfg.get(key) == "auto":
+                cfg[key] = int(self.trainer.estimated_stepping_batches if interval == "step"
+                               else self.trainer.max_epochs)
+        scheduler = hydra.utils.instantiate(cfg, optimizer=optimizer)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval}}
+
+    # ---- export --------------------------------------------------------------------------------------
+    def log_mlflow_model(self, artifact_path: str = "model") -> None:
+        """Log this model with MLflow's PyTorch flavour (the SVM overrides this with its own flavour)."""
+        import mlflow.pytorch
+
+        example = np.zeros((1, 1, 48, 48), dtype=np.float32)
+        model = copy.deepcopy(self).cpu().float().eval()
+        mlflow.pytorch.log_model(model, name=artifact_path, input_example=example)
+
+    # ---- checkpoints ---------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # which class to rebuild: lets predict.py load any model's checkpoint without being told the model
+        cls = type(self)
+        checkpoint["fer_model_class"] = f"{cls.__module__}.{cls.__qualname__}"

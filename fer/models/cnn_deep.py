@@ -1,0 +1,34 @@
+"""The old project's chosen VGG-style net: 2x32, 2x64, 2x128, 2x256 3x3 convs with BN, 4 max-pools,
+FC 2304 with dropout -> 7 (about 6.5M parameters)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from fer.classes import NUM_CLASSES
+from fer.models.base import FERClassifier
+from fer.models.cnn import conv_bn_relu
+
+
+class CNNDeep(FERClassifier):
+    def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 256), convs_per_block: int = 2, fc: int = 2304,
+                 conv_dropout: float = 0.0, fc_dropout: float = 0.5, **kwargs):
+        self.channels, self.convs_per_block, self.fc = tuple(channels), convs_per_block, fc
+        self.conv_dropout, self.fc_dropout = conv_dropout, fc_dropout
+        super().__init__(**kwargs)
+
+    def build_net(self) -> nn.Module:
+        layers: list[nn.Module] = []
+        c_in, size = 1, 48
+        for c in self.channels:
+            for _ in range(self.convs_per_block):
+                layers += conv_bn_relu(c_in, c)
+                c_in = c
+            layers.append(nn.MaxPool2d(2))
+            layers += [nn.Dropout2d(self.conv_dropout)] if self.conv_dropout else []
+            size //= 2
+        width = c_in * size * size
+        layers += [nn.Flatten(), nn.Dropout(self.fc_dropout), nn.Linear(width, self.fc, bias=False),
+                   nn.BatchNorm1d(self.fc), nn.ReLU(inplace=True), nn.Dropout(self.fc_dropout),
+                   nn.Linear(self.fc, NUM_CLASSES)]
+        return nn.Sequential(*layers)

@@ -1,0 +1,27 @@
+"""The old project's 4-layer MLP on raw pixels: 2304 -> 2048 -> 1024 -> 512 -> 7."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from fer.classes import IMAGE_SIZE, NUM_CLASSES
+from fer.models.base import FERClassifier
+
+
+class MLP(FERClassifier):
+    def __init__(self, hidden: tuple[int, ...] = (2048, 1024, 512), dropout: float = 0.3, batch_norm: bool = True,
+                 **kwargs):
+        self.hidden, self.dropout, self.batch_norm = tuple(hidden), dropout, batch_norm
+        super().__init__(channels_last=False, **kwargs)
+
+    def build_net(self) -> nn.Module:
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = IMAGE_SIZE * IMAGE_SIZE
+        for h in self.hidden:
+            layers += [nn.Linear(width, h, bias=not self.batch_norm)]
+            layers += [nn.BatchNorm1d(h)] if self.batch_norm else []
+            layers += [nn.ReLU(inplace=True)]
+            layers += [nn.Dropout(self.dropout)] if self.dropout else []
+            width = h
+        layers.append(nn.Linear(width, NUM_CLASSES))
+        return nn.Sequential(*layers)

@@ -1,0 +1,1 @@
+"""Experiment tracking (MLflow) and the reports every run writes."""

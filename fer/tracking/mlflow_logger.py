@@ -1,0 +1,84 @@
+"""MLflow set-up: sqlite tracking store under mlruns/, experiments that open in the runs table."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from pytorch_lightning.loggers import MLFlowLogger
+
+log = logging.getLogger(__name__)
+
+# MLflow 3 opens experiments in its GenAI view (traces) unless told this is classic model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    return Path(tracking_uri[len("sqlite:///"):]) if tracking_uri.startswith("sqlite:///") else None
+
+
+@contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise first-time creation of the sqlite store and experiment across processes: two runs starting
+    together would otherwise both try to create tables / the experiment."""
+    db = _sqlite_file(tracking_uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / ".fer-init.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_experiment(experiment_name: str, tracking_uri: str, artifact_location: str | None = None) -> str:
+    """Experiment id for `experiment_name`, created (tagged as model training) if missing."""
+    from mlflow.tracking import MlflowClient
+
+    with _store_lock(tracking_uri):
+        client = MlflowClient(tracking_uri)
+        exp = client.get_experiment_by_name(experiment_name)
+        if exp is None:
+            location = None
+            if artifact_location and _sqlite_file(tracking_uri) is not None:
+                location = Path(artifact_location, experiment_name).resolve().as_uri()
+            exp_id = client.create_experiment(experiment_name, artifact_location=location,
+                                              tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        else:
+            exp_id = exp.experiment_id
+            if exp.tags.get(EXPERIMENT_KIND_TAG) is None:
+                client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp_id
+
+
+def make_mlflow_logger(experiment_name: str, tracking_uri: str, run_name: str | None = None,
+                       artifact_location: str | None = None, run_id: str | None = None) -> MLFlowLogger:
+    ensure_experiment(experiment_name, tracking_uri, artifact_location)
+    return MLFlowLogger(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
+                        run_id=run_id, log_model=False)
+
+
+def retry(fn, *args, attempts: int = 5, **kwargs):
+    """Call fn, retrying when sqlite is briefly locked by another run writing to the same store."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # MlflowException wraps sqlalchemy's OperationalError
+            if "locked" not in str(exc).lower() or i == attempts - 1:
+                raise
+            log.warning("mlflow store busy (%s); retrying", exc)
+            time.sleep(0.5 * 2**i)
+    return None
+
+
+def tracking_uri_default(root: str | os.PathLike) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root, 'mlruns', 'mlflow.db')}"

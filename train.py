@@ -1,0 +1,30 @@
+"""Train an expression classifier: python train.py [model=cnn_deep] [data=fer2013 data.root=PATH] [...].
+
+See README.md; the full config is in conf/ (print it with --cfg job).
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("FER_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from fer.cli import friendly_errors  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from fer.training import run_training
+
+    with friendly_errors():
+        results = run_training(cfg, model_name=HydraConfig.get().runtime.choices.get("model", "model"))
+    # returned for sweepers (e.g. Optuna) that optimise a value
+    return results.get("val/acc")
+
+
+if __name__ == "__main__":
+    main()
