@@ -141,9 +141,13 @@ class ChallengeSource:
         image_col = self.image_column or next(
             (c for c in cols if str(c).strip().lower() in {"image", "images", "file", "filename", "file_name",
                                                            "image_name", "img", "name", "path", "id"}), None)
-        if image_col is None:  # by content: the column whose values end with an image extension
-            image_col = next((c for c in cols if df[c].astype(str).str.lower().str.endswith(
-                tuple(IMAGE_EXTENSIONS)).mean() > 0.5), None)
+        if image_col is None:  # by content: the column whose (non-empty) values mostly end with an image extension
+            def looks_like_files(col: str) -> bool:
+                values = df[col].str.strip().str.lower()
+                values = values[values != ""]
+                return len(values) > 0 and values.str.endswith(tuple(IMAGE_EXTENSIONS)).mean() > 0.5
+
+            image_col = next((c for c in cols if looks_like_files(c)), None)
         label_col = self.label_column or next(
             (c for c in cols if str(c).strip().lower() in {"label", "labels", "emotion", "class", "target",
                                                            "expression", "y"}), None)

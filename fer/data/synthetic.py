@@ -238,9 +238,9 @@ def _render_one(label: int, rng: np.random.Generator, nu: float) -> np.ndarray:
                       int(U(0, 40)), -1, _AA, _SHIFT)
 
     # ---- pose: one similarity warp (rotation, scale, shift) about the face centre
-    angle = J(14.0)
-    scale = 1.0 + J(0.12)
-    tx, ty = J(3.5), J(3.0)
+    angle = J(15.0)
+    scale = 1.0 + J(0.14)
+    tx, ty = J(5.0), J(4.0)
     m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
     m[0, 2] += tx
     m[1, 2] += ty
@@ -261,7 +261,7 @@ def _render_one(label: int, rng: np.random.Generator, nu: float) -> np.ndarray:
     if nu == 0:
         return img
     if U(0, 1) < 0.3 * nu:
-        img = cv2.GaussianBlur(img, (0, 0), U(0.5, 1.0 + 0.3 * nu))
+        img = cv2.GaussianBlur(img, (0, 0), U(0.5, 0.6 + 0.4 * nu))
     f = img.astype(np.float32)
     gain = 1.0 + J(0.25)
     f *= gain * (1.0 + J(0.35) * _XX + J(0.35) * _YY)

@@ -158,6 +158,11 @@ class FERClassifier(pl.LightningModule):
         mlflow.pytorch.log_model(model, name=artifact_path, input_example=example)
 
     # ---- checkpoints ---------------------------------------------------------------------------------
+    @classmethod
+    def inference_kwargs(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments to rebuild a trained model from its checkpoint's hyper-parameters."""
+        return dict(hparams)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # which class to rebuild: lets predict.py load any model's checkpoint without being told the model
         cls = type(self)

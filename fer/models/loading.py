@@ -41,7 +41,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> FE
     """The model in eval mode, rebuilt from its own saved hyper-parameters."""
     checkpoint = read_checkpoint(path)
     cls = model_class(checkpoint, path)
-    model = cls(**checkpoint.get("hyper_parameters", {}))
+    model = cls(**cls.inference_kwargs(checkpoint.get("hyper_parameters", {})))
     model.on_load_checkpoint(checkpoint)
     try:
         model.load_state_dict(checkpoint["state_dict"])

@@ -1,0 +1,74 @@
+"""Shared fixtures: small data sets generated in tmp_path, in every supported layout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fer.classes import CLASS_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("FER_ROOT", str(ROOT))
+SHARED_FER2013 = ROOT.parent / "shared" / "fer2013"
+
+
+def face_like(rng: np.random.Generator, label: int) -> np.ndarray:
+    """A random 48x48 uint8 texture with a class-dependent bright bar, so labels are learnable."""
+    img = rng.integers(0, 120, size=(48, 48), dtype=np.uint8)
+    img[label * 6:label * 6 + 6, :] = 230
+    return img
+
+
+def write_image(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+@pytest.fixture
+def folder_dataset(tmp_path: Path) -> Path:
+    """<root>/<split>/<Class>/*.jpg with mixed-case class folders, one 3-channel and one odd-size image."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fer"
+    for split, per_class in (("train", 6), ("PublicTest", 2)):
+        for c, name in enumerate(CLASS_NAMES):
+            folder = name.upper() if c % 2 else name
+            for i in range(per_class):
+                write_image(root / split / folder / f"{split}_{c}_{i}.png", face_like(rng, c))
+    write_image(root / "train" / "happy" / "color.jpg", cv2.cvtColor(face_like(rng, 3), cv2.COLOR_GRAY2BGR))
+    write_image(root / "train" / "sad" / "big.png", cv2.resize(face_like(rng, 4), (96, 80)))
+    return root
+
+
+@pytest.fixture
+def challenge_dataset(tmp_path: Path) -> Path:
+    """images_train/ + challengeA_train.csv (own header names, names as labels) + unlabelled images_test/."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "challenge"
+    rows = []
+    for i in range(28):
+        label = i % 7
+        name = f"train_{i:03d}.jpg"
+        write_image(root / "images_train" / name, cv2.cvtColor(face_like(rng, label), cv2.COLOR_GRAY2BGR))
+        rows.append(f"{name},{CLASS_NAMES[label] if i % 2 else label}")
+    (root / "challengeA_train.csv").write_text("Image_ID,Emotion\n" + "\n".join(rows) + "\n")
+    for i in range(5):
+        write_image(root / "images_test" / f"test_{i:03d}.jpg", face_like(rng, i % 7))
+    write_image(root / "images_test" / "test_odd.jpg", cv2.resize(face_like(rng, 2), (64, 64)))
+    return root
+
+
+@pytest.fixture
+def fer_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(2)
+    lines = ["emotion,pixels,Usage"]
+    for i in range(21):
+        usage = ("Training", "PublicTest", "PrivateTest")[i % 3]
+        lines.append(f"{i % 7},{' '.join(map(str, face_like(rng, i % 7).ravel()))},{usage}")
+    path = tmp_path / "fer2013.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,152 @@
+"""Each reader turns its layout into the same cache: names, splits, labels, 48x48 grayscale pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fer.classes import CLASS_NAMES, parse_label
+from fer.data.cache import open_cache
+from fer.data.errors import DataError
+from fer.data.sources import ChallengeSource, Fer2013CsvSource, FolderSource, ImageListSource, SyntheticSource
+
+
+def test_parse_label_accepts_ints_names_and_aliases():
+    assert [parse_label(v) for v in (0, "6", "Happy", " SAD ", "anger", 3.0, "2.0")] == [0, 6, 3, 4, 0, 3, 2]
+    assert [parse_label(v) for v in (7, -1, "smile", "", None, 2.5)] == [None] * 6
+
+
+def test_folder_source_reads_splits_classes_any_case_and_converts(folder_dataset: Path, tmp_path: Path):
+    cache = open_cache(FolderSource(str(folder_dataset)), tmp_path / "cache", progress=False)
+    assert cache.split_names == ["train", "publictest"]
+    assert len(cache.split_indices("train")) == 7 * 6 + 2 and len(cache.split_indices("publictest")) == 14
+    assert np.bincount(cache.labels[cache.split_indices("publictest")]).tolist() == [2] * 7
+    assert cache.images.shape == (58, 48, 48) and cache.images.dtype == np.uint8
+    assert cache.info["resized"] == 1 and cache.info["color"] == 1
+    # pixels are what was written (png is lossless): the bright class bar sits at rows 6c..6c+6
+    i = cache.names.index("train/ANGRY/train_0_0.png".replace("ANGRY", "angry"))
+    assert cache.images[i, 0:6].min() == 230 and cache.labels[i] == 0
+    big = cache.names.index("train/sad/big.png")
+    assert cache.labels[big] == CLASS_NAMES.index("sad")
+
+
+def test_challenge_source_finds_columns_and_labels(challenge_dataset: Path, tmp_path: Path):
+    cache = open_cache(ChallengeSource(str(challenge_dataset)), tmp_path / "cache", progress=False)
+    train = cache.split_indices("train")
+    assert len(train) == 28 and (cache.labels[train] == np.arange(28) % 7).all()
+    pred = cache.split_indices("predict")
+    assert [cache.names[i] for i in pred] == [f"images_test/test_{i:03d}.jpg" for i in range(5)] + \
+        ["images_test/test_odd.jpg"]
+    assert (cache.labels[pred] == -1).all()
+    assert cache.info["color"] == 28 and cache.info["resized"] == 1
+
+
+def test_challenge_source_column_override(challenge_dataset: Path, tmp_path: Path):
+    src = ChallengeSource(str(challenge_dataset), image_column="Image_ID", label_column="Emotion")
+    assert len(open_cache(src, tmp_path / "c", progress=False).split_indices("train")) == 28
+    with pytest.raises(DataError, match="no column 'nope'"):
+        ChallengeSource(str(challenge_dataset), label_column="nope").manifest()
+
+
+def test_fer2013_csv_source(fer_csv: Path, tmp_path: Path):
+    cache = open_cache(Fer2013CsvSource(str(fer_csv.parent)), tmp_path / "cache", progress=False)
+    assert sorted(cache.split_names) == ["privatetest", "publictest", "train"]
+    assert len(cache) == 21 and (cache.labels == np.arange(21) % 7).all()
+    assert cache.images[0, 0:6].min() == 230
+
+
+def test_synthetic_source_is_deterministic_and_balanced(tmp_path: Path):
+    a = open_cache(SyntheticSource(n_train=70, n_test=14, seed=3), tmp_path / "a", progress=False)
+    b = open_cache(SyntheticSource(n_train=70, n_test=14, seed=3), tmp_path / "b", progress=False)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert np.bincount(a.labels[a.split_indices("train")]).tolist() == [10] * 7
+
+
+def test_image_list_source(folder_dataset: Path, tmp_path: Path):
+    one = folder_dataset / "train" / "happy" / "color.jpg"
+    cache = open_cache(ImageListSource([str(one), str(folder_dataset / "PublicTest")]), tmp_path / "c",
+                       progress=False)
+    assert len(cache) == 15 and cache.split_names == ["predict"]
+
+
+# ---- bad input: a clear error naming the file, or a counted skip listed in a report --------------------
+
+def _corrupt(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("name,data,reason", [
+    ("broken.jpg", b"this is not an image", "not a readable image"),
+    ("notes.txt", b"hello", "not a readable image"),
+    ("empty.png", b"", "empty file"),
+])
+def test_bad_image_errors_name_the_file(folder_dataset, tmp_path, name, data, reason):
+    _corrupt(folder_dataset / "train" / "happy", name, data)
+    with pytest.raises(DataError, match=rf"train/happy/{name}: {reason}.*on_bad_image=skip"):
+        open_cache(FolderSource(str(folder_dataset)), tmp_path / "cache", progress=False)
+
+
+def test_truncated_jpeg_is_detected(folder_dataset, tmp_path):
+    ok, buf = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8))
+    _corrupt(folder_dataset / "train" / "fear", "cut.jpg", buf.tobytes()[: len(buf) // 2])
+    with pytest.raises(DataError, match="cut.jpg: truncated JPEG"):
+        open_cache(FolderSource(str(folder_dataset)), tmp_path / "cache", progress=False)
+
+
+def test_skip_mode_counts_and_lists_bad_files(folder_dataset, tmp_path):
+    _corrupt(folder_dataset / "train" / "happy", "broken.jpg", b"garbage")
+    _corrupt(folder_dataset / "PublicTest" / "sad", "empty.jpg", b"")
+    cache = open_cache(FolderSource(str(folder_dataset)), tmp_path / "cache", on_bad_image="skip", progress=False)
+    assert len(cache) == 58 and cache.info["skipped"] == 2
+    listed = (cache.path / "skipped.csv").read_text()
+    assert "train/happy/broken.jpg" in listed and "PublicTest/sad/empty.jpg" in listed
+    assert "train/happy/broken.jpg" not in cache.names
+
+
+def test_unknown_class_folder_and_empty_folders(folder_dataset, tmp_path):
+    (folder_dataset / "train" / "smile").mkdir()
+    with pytest.raises(DataError, match="unknown class folder 'smile'"):
+        FolderSource(str(folder_dataset)).manifest()
+    (folder_dataset / "train" / "smile").rmdir()
+    (folder_dataset / "val" / "happy").mkdir(parents=True)
+    with pytest.raises(DataError, match="val/happy: empty class folder"):
+        FolderSource(str(folder_dataset)).manifest()
+    with pytest.raises(DataError, match="data folder not found.*data.root"):
+        FolderSource(str(tmp_path / "nowhere")).manifest()
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(DataError, match="no split folders"):
+        FolderSource(str(tmp_path / "flat")).manifest()
+
+
+@pytest.mark.parametrize("rows,match", [
+    ("train_000.jpg,0\nmissing.jpg,1", r"challengeA_train.csv:3: names 'missing.jpg', which is not in"),
+    ("train_000.jpg,0\ntrain_001.jpg,joy", r"challengeA_train.csv:3: unknown label 'joy'"),
+    ("train_000.jpg,0\ntrain_000.jpg,1", r"challengeA_train.csv:3: duplicate file name 'train_000.jpg'"),
+    ("train_000.jpg,0\n,1", r"challengeA_train.csv:3: empty cell"),
+    ("train_000.jpg,0\ntrain_001.jpg,", r"challengeA_train.csv:3: empty cell"),
+])
+def test_challenge_csv_problems_name_the_row(challenge_dataset, rows, match):
+    (challenge_dataset / "challengeA_train.csv").write_text("Image_ID,Emotion\n" + rows + "\n")
+    with pytest.raises(DataError, match=match):
+        ChallengeSource(str(challenge_dataset)).manifest()
+
+
+def test_challenge_empty_csv_and_empty_test_folder(challenge_dataset):
+    (challenge_dataset / "challengeA_train.csv").write_text("Image_ID,Emotion\n")
+    with pytest.raises(DataError, match="no rows"):
+        ChallengeSource(str(challenge_dataset)).manifest()
+
+
+def test_fer_csv_bad_pixels_named_by_row(fer_csv, tmp_path):
+    text = fer_csv.read_text().splitlines()
+    text[3] = "2,1 2 3,Training"
+    fer_csv.write_text("\n".join(text) + "\n")
+    with pytest.raises(DataError, match=r"fer2013.csv:4: pixels must be 2304 integers"):
+        open_cache(Fer2013CsvSource(str(fer_csv)), tmp_path / "c", progress=False)
+    cache = open_cache(Fer2013CsvSource(str(fer_csv)), tmp_path / "c", on_bad_image="skip", progress=False)
+    assert len(cache) == 20 and cache.info["skipped"] == 1
