@@ -110,6 +110,10 @@ def run_training(cfg: DictConfig, model_name: str = "model") -> dict[str, float]
     info_file.write_text(json.dumps({"model": model_name, "data": datamodule.name,
                                      "mlflow_run_id": mlflow_logger.run_id if mlflow_logger else None}, indent=1))
     log.info("run folder: %s (resume with: python train.py resume=%s)", out_dir, out_dir)
+    if cfg.get("audit") and trainer.is_global_zero:  # data audit report (fer.audit) before training
+        from fer.audit.report import audit_for_training
+
+        audit_for_training(datamodule, cfg.audit, out_dir / "audit", mlflow_logger)
 
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -117,10 +121,15 @@ def run_training(cfg: DictConfig, model_name: str = "model") -> dict[str, float]
     if trainer.interrupted:
         log.warning("training interrupted; continue with: python train.py resume=%s", out_dir)
         return {}
-    if trainer.global_rank != 0:
-        return {}
-    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    tested = bool(cfg.get("test") and getattr(datamodule, "test_split", None))
+    if tested:  # every rank takes part (a collective under DDP); rank 0 writes the reports
+        # best checkpoint, never the last epoch: what we report is what model selection on val chose
+        test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
+        results.update({k: float(v) for k, v in (test_metrics[0] if test_metrics else {}).items()})
+    if trainer.global_rank != 0:
+        return results
     if mlflow_logger is not None:
         client, run_id = mlflow_logger.experiment, mlflow_logger.run_id
         retry(client.log_metric, run_id, "fit_seconds", fit_seconds)
@@ -129,10 +138,7 @@ def run_training(cfg: DictConfig, model_name: str = "model") -> dict[str, float]
             retry(client.log_artifact, run_id, best, "checkpoints")
         for key, value in getattr(datamodule, "dedup_report", {}).items():
             retry(client.log_metric, run_id, f"data/dedup_{key}", float(value))
-    if cfg.get("test") and getattr(datamodule, "test_split", None):
-        # best checkpoint, never the last epoch: what we report is what model selection on val chose
-        test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
-        results.update({k: float(v) for k, v in (test_metrics[0] if test_metrics else {}).items()})
+    if tested:
         files = write_test_reports(model.test_outputs, out_dir / "reports")
         if mlflow_logger is not None:
             for path in files.values():

@@ -27,6 +27,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import combinations
 from math import comb
 
 import numpy as np
@@ -85,6 +86,15 @@ def exact_groups(images: np.ndarray) -> np.ndarray:
     return gid
 
 
+def pixel_std(images: np.ndarray) -> np.ndarray:
+    """Pixel standard deviation per image, float32 [N] (in chunks: no full float copy)."""
+    flat = np.asarray(images).reshape(len(images), -1)
+    out = np.empty(len(flat), np.float32)
+    for s in range(0, len(flat), _CHUNK):
+        out[s:s + _CHUNK] = flat[s:s + _CHUNK].std(axis=1, dtype=np.float32)
+    return out
+
+
 # ---- perceptual hash -----------------------------------------------------------------------------------
 def _dct_basis(n: int, k: int) -> np.ndarray:
     x = np.arange(n)
@@ -116,17 +126,20 @@ def dct_coefficients(images: np.ndarray, max_shift: int = MAX_SHIFT) -> np.ndarr
     # an image shifted by (dy, dx) shows centrally what the original has at offset (m - dy, m - dx)
     oy = np.array([m - dy for dy, _ in offsets])
     ox = np.array([m - dx for _, dx in offsets])
-    n = len(images)
-    out = np.empty((n, len(offsets), _DCT_K * _DCT_K - 1), dtype=np.float32)
-    cols = placed.reshape(-1, IMAGE_SIZE).T  # [48, (2m+1)*K]
+    n, q, k2 = len(images), len(offsets), _DCT_K * _DCT_K
+    out = np.empty((n, q, k2 - 1), dtype=np.float32)
+    stacked = placed.reshape(-1, IMAGE_SIZE)  # [(2m+1)*K, 48]
     for s in range(0, n, _CHUNK):
         x = np.asarray(images[s:s + _CHUNK], dtype=np.float32)
         c = len(x)
-        rows = (x.reshape(c * IMAGE_SIZE, IMAGE_SIZE) @ cols).reshape(c, IMAGE_SIZE, 2 * m + 1, _DCT_K)
-        for k in range(len(offsets)):
-            coef = np.matmul(placed[oy[k]], rows[:, :, ox[k], :])  # [c, K, K]
-            out[s:s + c, k] = coef.reshape(c, -1)[:, 1:]
-    out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-6)
+        # two GEMMs give every crop offset at once: coef[oy, fy, i, ox, fx] = sum_yx B[oy,fy,y] x[i,y,x] B[ox,fx,x]
+        rows = x.reshape(c * IMAGE_SIZE, IMAGE_SIZE) @ stacked.T  # [c*48, (2m+1)*K]
+        rows = rows.reshape(c, IMAGE_SIZE, -1).transpose(1, 0, 2).reshape(IMAGE_SIZE, -1)
+        # the shifts coded have dy >= 0, i.e. row offsets oy = m - dy in 0..m only
+        coef = (stacked[: (m + 1) * _DCT_K] @ rows).reshape(m + 1, _DCT_K, c, 2 * m + 1, _DCT_K)
+        picked = coef[oy, :, :, ox, :]  # [q, K, c, K]
+        out[s:s + c] = picked.transpose(2, 0, 1, 3).reshape(c, q, k2)[:, :, 1:]
+    out /= np.maximum(np.sqrt(np.einsum("nqk,nqk->nq", out, out)), 1e-6)[..., None]
     return out
 
 
@@ -147,19 +160,24 @@ def perceptual_hashes(images: np.ndarray, max_shift: int = MAX_SHIFT) -> tuple[n
 
 
 # ---- Hamming search ------------------------------------------------------------------------------------
+_TABLE_BITS = 22  # bands up to this wide get direct-address tables (<= 4M entries); wider ones a sorted search
+
+
 def _plan(n_queries: int, n_refs: int, threshold: int, bits: int) -> tuple[int, int] | None:
     """(bands m, per-band radius r) of the cheapest multi-index search, or None (brute force is cheaper).
     By the pigeonhole principle, codes within `threshold` are within threshold // m in at least one of m bands."""
     best, best_cost = None, 2.0 * n_queries * n_refs  # brute force: one xor+popcount per pair
     for m in range(1, min(bits, threshold + 1) + 1):
         w = -(-bits // m)
-        if w > 22:  # direct-address tables of at most 4M entries
-            continue
         r = threshold // m
         probes = sum(comb(w, k) for k in range(r + 1))
         lookups = n_queries * m * probes
         candidates = lookups * n_refs / 2.0**w
-        cost = 2.0 * lookups + 4.0 * candidates + m * (2.0**w) / 8
+        if w <= _TABLE_BITS:
+            cost = 2.0 * lookups + m * (2.0**w) / 8
+        else:  # binary search in the sorted band values
+            cost = 2.0 * lookups * np.log2(max(n_refs, 2)) + m * n_refs * np.log2(max(n_refs, 2))
+        cost += 4.0 * candidates
         if cost < best_cost:
             best, best_cost = (m, r), cost
     return best
@@ -168,8 +186,6 @@ def _plan(n_queries: int, n_refs: int, threshold: int, bits: int) -> tuple[int, 
 def _flip_masks(width: int, radius: int) -> np.ndarray:
     masks = [0]
     for k in range(1, radius + 1):
-        from itertools import combinations
-
         masks += [sum(1 << b for b in bs) for bs in combinations(range(width), k)]
     return np.array(masks, dtype=np.int64)
 
@@ -179,7 +195,8 @@ def hamming_pairs(queries: np.ndarray, refs: np.ndarray, threshold: int, bits: i
     """Every (q, r) with popcount(queries[q] ^ refs[r]) <= threshold, as (q idx, r idx, distance) arrays.
 
     Multi-index hashing: the code is cut into m bands; each band of the refs becomes a direct-address table
-    (bucket start + count per band value) and each query looks up the band values within radius
+    (bucket start + count per band value; a sorted array for bands wider than 22 bits) and each query looks
+    up the band values within radius
     threshold // m of its own; candidates are checked with one vectorised popcount. m is chosen by an
     estimate of the work (e.g. 63 bits, threshold 6, 420k queries x 32k refs: 4 bands of 16 bits, radius 1).
     """
@@ -208,21 +225,33 @@ def hamming_pairs(queries: np.ndarray, refs: np.ndarray, threshold: int, bits: i
             mask = np.uint64((1 << w) - 1)
             ref_key = ((refs >> np.uint64(lo)) & mask).astype(np.int64)
             order = np.argsort(ref_key, kind="stable")
-            counts = np.bincount(ref_key, minlength=1 << w)
-            starts = np.cumsum(counts) - counts
+            if w <= _TABLE_BITS:  # direct-address table: bucket start and size per band value
+                table_counts = np.bincount(ref_key, minlength=1 << w)
+                table_starts = np.cumsum(table_counts) - table_counts
+
+                def lookup(keys, table_starts=table_starts, table_counts=table_counts):
+                    return table_starts[keys], table_counts[keys]
+            else:
+                sorted_keys = ref_key[order]
+
+                def lookup(keys, sorted_keys=sorted_keys):
+                    first = np.searchsorted(sorted_keys, keys, "left")
+                    return first, np.searchsorted(sorted_keys, keys, "right") - first
             flips = _flip_masks(w, radius)
             q_key = ((queries >> np.uint64(lo)) & mask).astype(np.int64)
             per_query = max(1.0, len(flips) * nr / 2.0**w)
             step = max(1, int(max_candidates / per_query))
             for s in range(0, nq, step):
                 probe = (q_key[s:s + step, None] ^ flips[None, :]).ravel()
-                cnt = counts[probe]
-                total = int(cnt.sum())
-                if total == 0:
+                start, cnt = lookup(probe)
+                hit = np.flatnonzero(cnt)  # most probed buckets are empty
+                if len(hit) == 0:
                     continue
-                q_of = np.repeat(np.repeat(np.arange(s, min(s + step, nq)), len(flips)), cnt)
-                run_start = np.repeat(np.cumsum(cnt) - cnt, cnt)
-                ri = order[np.repeat(starts[probe], cnt) + (np.arange(total) - run_start)]
+                start, cnt = start[hit], cnt[hit]
+                total = int(cnt.sum())
+                q_of = np.repeat(s + hit // len(flips), cnt)
+                # position in the sorted refs: bucket start + rank within the run of this probe
+                ri = order[np.arange(total) + np.repeat(start - (np.cumsum(cnt) - cnt), cnt)]
                 keep = np.bitwise_count(queries[q_of] ^ refs[ri]) <= threshold
                 found.append((q_of[keep], ri[keep]))
     if not found:
@@ -277,16 +306,18 @@ def find_duplicates(images: np.ndarray, indices: np.ndarray | None = None, thres
     if not near or len(indices) < 2:
         return dup
     t0 = time.perf_counter()
-    std = x.reshape(len(x), -1).std(axis=1, dtype=np.float32)
+    std = pixel_std(x)
     hashed = np.flatnonzero(std >= min_std)
     dup.hashed[hashed] = True
     center, shifted = perceptual_hashes(x[hashed], max_shift)
     seconds["phash"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     offsets = np.array([(0, 0)] + shift_offsets(max_shift), dtype=np.int64)
-    queries = np.concatenate([center[:, None], shifted], axis=1)  # [n, 1 + n_shifts]
-    qi, rj, dist = hamming_pairs(queries.ravel(), center, threshold)
-    img, k = qi // queries.shape[1], qi % queries.shape[1]
+    # every image's central code against all codes (central and shifted) of every image: the tables are
+    # built over the larger side, so the number of probes stays that of the smaller one
+    codes = np.concatenate([center[:, None], shifted], axis=1)  # [n, 1 + n_shifts]
+    rj, qi, dist = hamming_pairs(center, codes.ravel(), threshold)
+    img, k = qi // codes.shape[1], qi % codes.shape[1]
     shift = offsets[k]  # rj's image ~ img shifted by `shift`
     keep = img != rj
     img, rj, dist, shift = img[keep], rj[keep], dist[keep], shift[keep]
@@ -337,3 +368,23 @@ def drop_train_duplicates(cache, idx: dict[str, np.ndarray], threshold: int = NE
     log.info("dedup: dropped %d exact and %d near duplicate(s) of held-out images from train (%.1fs)",
              len(drop_exact), len(drop_near), time.perf_counter() - started)
     return new_train, report
+
+
+def pair_correlation(images: np.ndarray, a: np.ndarray, b: np.ndarray, shift: np.ndarray,
+                     max_shift: int = MAX_SHIFT) -> np.ndarray:
+    """Pearson correlation of the aligned central crops of near pairs (b ~ a shifted by `shift`): a second,
+    pixel-level opinion on each pair (same photo: mostly > 0.8; look-alikes: lower). float32 [P]."""
+    out = np.full(len(a), np.nan, np.float32)
+    if len(a) == 0:
+        return out
+    m, size = max_shift, IMAGE_SIZE - 2 * max_shift
+    shift = np.asarray(shift).reshape(-1, 2)
+    for dy, dx in np.unique(shift, axis=0):
+        k = np.flatnonzero((shift[:, 0] == dy) & (shift[:, 1] == dx))
+        crop_a = np.asarray(images[a[k]], dtype=np.float32)[:, m - dy:m - dy + size, m - dx:m - dx + size]
+        crop_b = np.asarray(images[b[k]], dtype=np.float32)[:, m:m + size, m:m + size]
+        va = crop_a.reshape(len(k), -1) - crop_a.mean(axis=(1, 2))[:, None]
+        vb = crop_b.reshape(len(k), -1) - crop_b.mean(axis=(1, 2))[:, None]
+        den = np.sqrt((va * va).sum(1) * (vb * vb).sum(1))
+        out[k] = (va * vb).sum(1) / np.maximum(den, 1e-6)
+    return out

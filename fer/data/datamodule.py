@@ -162,6 +162,7 @@ class FERDataModule(pl.LightningDataModule):
         images, labels = batch
         x = to_unit_float(images)
         trainer = getattr(self, "trainer", None)
-        if self.augment is not None and trainer is not None and trainer.training:
+        if self.augment is not None and trainer is not None and trainer.training \
+                and getattr(trainer.lightning_module, "train_augmentation", True):
             x = self.augment(x)
         return x, labels

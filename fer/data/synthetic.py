@@ -48,7 +48,7 @@ _T2 = _T * _T
 _MEAN = np.array([
     # raise inner  eye   mw    curve  open  lip   wrinkle round
     [2.0,   2.8,  1.05, 5.0,  -0.9,  0.2,  0.0,  0.35,  0.5],   # angry: lowered, knitted brows, pressed lips
-    [1.2,   1.3,  0.75, 5.5,  -1.4,  0.8,  2.6,  1.00,  0.5],   # disgust: narrowed eyes, wrinkled nose, raised lip
+    [0.7,   0.6,  0.70, 5.5,  -1.4,  1.0,  2.8,  1.10,  0.5],   # disgust: narrowed eyes, wrinkled nose, raised lip
     [-2.0, -1.6,  2.40, 7.5,  -0.9,  2.6,  0.0,  0.00,  0.3],   # fear: raised inner brows, wide eyes, stretched open mouth
     [-0.3,  0.0,  1.05, 8.3,   3.2,  1.6,  0.0,  0.00,  0.5],   # happy: smile, often open with teeth, cheeks narrow eyes
     [-0.4, -2.6,  1.15, 6.0,  -2.7,  0.0,  0.0,  0.00,  0.5],   # sad: inner brows up, corners down
@@ -56,7 +56,7 @@ _MEAN = np.array([
     [0.0,   0.0,  1.55, 6.3,   0.0,  0.0,  0.0,  0.00,  0.5],   # neutral: level brows, flat closed mouth
 ], dtype=np.float64)
 # Within-class standard deviation of each column: big enough that classes overlap a little.
-_SD = np.array([0.9, 1.0, 0.35, 0.9, 0.9, 0.9, 0.9, 0.3, 0.08])
+_SD = np.array([0.8, 0.9, 0.3, 0.9, 0.75, 0.9, 0.8, 0.3, 0.08])
 _N_EXPR = _MEAN.shape[1]
 _N_UNIFORM = 64                 # uniform draws per face (identity + nuisance), one rng call
 assert _MEAN.shape[0] == NUM_CLASSES
@@ -248,7 +248,7 @@ def _render_one(label: int, rng: np.random.Generator, nu: float) -> np.ndarray:
         img = cv2.warpAffine(img, m, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
     # ---- occlusion in image space: a hand/object blob or a bar across part of the face
-    if U(0, 1) < 0.18 * nu:
+    if U(0, 1) < 0.15 * nu:
         tone = int(_clip(skin + J(60), 0, 255))
         if U(0, 1) < 0.5:
             _ellipse(img, U(4, 44), U(24, 48), U(6, 12), U(5, 10), U(0, 180), tone)

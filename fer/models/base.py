@@ -130,7 +130,11 @@ class FERClassifier(pl.LightningModule):
         self.log_dict({f"test/recall_{name}": recall[i] for i, name in enumerate(CLASS_NAMES)}, sync_dist=True)
         self.test_metrics.reset()
         self.test_recall.reset()
-        self.test_outputs = {k: torch.cat(v).numpy() if v else np.empty(0) for k, v in self.test_outputs.items()}
+        out = {k: torch.cat(v) if v else torch.empty(0) for k, v in self.test_outputs.items()}
+        if self.trainer.world_size > 1:  # reports cover the whole test split, not rank 0's shard
+            for key in ("probs", "labels"):
+                out[key] = self.all_gather(out[key].to(self.device)).flatten(0, 1).cpu()
+        self.test_outputs = {k: v.numpy() for k, v in out.items()}
 
     # ---- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -153,9 +157,12 @@ class FERClassifier(pl.LightningModule):
         """Log this model with MLflow's PyTorch flavour (the SVM overrides this with its own flavour)."""
         import mlflow.pytorch
 
-        example = np.zeros((1, 1, 48, 48), dtype=np.float32)
+        from fer.tracking.mlflow_logger import model_requirements
+
+        example = np.zeros((1, 1, 48, 48), dtype=np.float32)  # float in [0,1], [B,1,48,48]
         model = copy.deepcopy(self).cpu().float().eval()
-        mlflow.pytorch.log_model(model, name=artifact_path, input_example=example)
+        mlflow.pytorch.log_model(model, name=artifact_path, input_example=example,
+                                 pip_requirements=model_requirements())
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     @classmethod

@@ -10,9 +10,9 @@ from fer.models.base import FERClassifier
 
 class MLP(FERClassifier):
     def __init__(self, hidden: tuple[int, ...] = (2048, 1024, 512), dropout: float = 0.3, batch_norm: bool = True,
-                 **kwargs):
+                 channels_last: bool = False, **kwargs):
         self.hidden, self.dropout, self.batch_norm = tuple(hidden), dropout, batch_norm
-        super().__init__(channels_last=False, **kwargs)
+        super().__init__(channels_last=channels_last, **kwargs)  # no convolutions: memory format is moot
 
     def build_net(self) -> nn.Module:
         layers: list[nn.Module] = [nn.Flatten()]

@@ -14,9 +14,21 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 log = logging.getLogger(__name__)
 
-# MLflow 3 opens experiments in its GenAI view (traces) unless told this is classic model training.
+# Marks the experiment as classic model training. MLflow 3.17's UI does not use it to pick the view any more:
+# that comes from its "GenAI | Model training" switch, i.e. the URL's `workflowType` query, else the browser's
+# localStorage, default GenAI (overview/traces). Links that open the runs table carry UI_RUNS_QUERY (see ui_url).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+UI_RUNS_QUERY = "workflowType=machine_learning"
+
+
+def ui_url(server_url: str, experiment_id: str, run_id: str | None = None, artifact: str | None = None) -> str:
+    """MLflow UI (3.17) link that opens in the runs table, not the GenAI overview: the experiment's runs page,
+    a run's page, or one of its artifacts (e.g. "reports/confusion_matrix.png")."""
+    path = f"#/experiments/{experiment_id}/runs"
+    if run_id:
+        path += f"/{run_id}" + (f"/artifacts/{artifact.strip('/')}" if artifact else "")
+    return f"{server_url.rstrip('/')}/{path}?{UI_RUNS_QUERY}"
 
 
 def _sqlite_file(tracking_uri: str) -> Path | None:
@@ -82,3 +94,15 @@ def retry(fn, *args, attempts: int = 5, **kwargs):
 
 def tracking_uri_default(root: str | os.PathLike) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root, 'mlruns', 'mlflow.db')}"
+
+
+def model_requirements() -> list[str]:
+    """Pinned requirements for a logged model, from the project's requirements.txt. Giving them explicitly
+    saves MLflow's requirement inference, which re-imports the model in a subprocess (~20 s per run)."""
+    req = Path(__file__).resolve().parents[2] / "requirements.txt"
+    if req.is_file():
+        lines = [ln.split("#")[0].strip() for ln in req.read_text().splitlines()]
+        return [ln for ln in lines if ln and not ln.startswith(("pytest", "-"))]
+    import torch
+
+    return [f"torch=={torch.__version__.split('+')[0]}"]

@@ -1,0 +1,49 @@
+"""python -m fer.audit data=<source> data.root=PATH [audit.out_dir=PATH] [audit.near_threshold=N]
+
+Composes conf/audit.yaml (the same `data` and `paths` groups as train.py), opens (or builds) the source's
+image cache and writes the audit report folder.
+"""
+
+import os
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[2]
+os.environ.setdefault("FER_ROOT", str(_ROOT))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from fer.cli import friendly_errors  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path=str(_ROOT / "conf"), config_name="audit")
+def main(cfg: DictConfig) -> None:
+    import time
+
+    from fer.audit.report import AuditSettings, run_audit
+    from fer.data.cache import open_cache
+
+    with friendly_errors():
+        started = time.perf_counter()
+        source = hydra.utils.instantiate(cfg.data.source)
+        cache = open_cache(source, cfg.data.cache_dir, cfg.data.on_bad_image, cfg.data.progress)
+        opened = time.perf_counter() - started
+        result = run_audit(cache, cfg.audit.out_dir, AuditSettings.from_config(cfg.audit),
+                           title=f"{cfg.data.name} ({cfg.data.get('root') or source.name})")
+    c = result.counts
+    print(f"audit of {c['images']} images in {result.seconds['total']:.1f}s (+{opened:.1f}s to open the cache)")
+    print(f"  exact duplicates: {c['exact_groups']} groups, {c['exact_images']} images, "
+          f"{c['exact_cross_split_groups']} across splits, {c['exact_label_conflict_groups']} with conflicting labels")
+    for key, value in c.items():
+        if key.endswith("_with_train_twin"):
+            split = key[:-16]
+            print(f"  {split}: {value} of {c[split + '_images']} images have an identical copy in train, "
+                  f"{c[split + '_with_train_near_twin']} more a near copy")
+    print(f"  near duplicates: {c['near_pairs']} pairs, {c['near_images']} images, "
+          f"{c['near_cross_split_pairs']} pairs across splits")
+    print(f"  blank {c['blank']}, low information {c['low_information']}, likely non-face {c['likely_non_face']}")
+    print(f"report: {result.files['summary']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""What `python predict.py` does: resolve checkpoints, read the images (through the cache), predict (optionally
+with TTA / an ensemble), write the CSV atomically and print a short summary."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer.classes import CLASS_NAMES, NUM_CLASSES
+from fer.cli import UserError
+from fer.data.errors import DataError
+from fer.predict.resolve import resolve_all
+from fer.predict.submission import (
+    DEFAULT_COLUMNS,
+    PROB_COLUMNS,
+    challenge_columns,
+    check_label_format,
+    format_label,
+    output_names,
+    prediction_table,
+    write_csv_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+_TEST_SPLITS = ("test", "publictest", "privatetest")
+FACE_COLUMNS = ("image", "face", "x", "y", "w", "h", "label")
+
+
+@dataclass
+class PredictResult:
+    output: Path
+    names: list[str]  # CSV order (images, or photos with a face index for face_detect)
+    probs: np.ndarray  # [rows with a prediction, 7] in CSV order
+    counts: dict[str, int]
+    seconds: dict[str, float]
+    images_per_s: float
+    split: str | None = None
+    accuracy: float | None = None
+    f1_macro: float | None = None
+    skipped: int = 0
+    skipped_file: str | None = None
+    resized: int = 0
+    color: int = 0
+    rows: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [str(value)] if str(value).strip() else []
+    try:
+        return [str(v) for v in value]
+    except TypeError:
+        return [str(value)]
+
+
+def choose_split(cache, wanted: str | None) -> str:
+    """`split=auto`: the unlabelled "predict" split if there is one, else the first test split."""
+    present = [s for s in cache.split_names if len(cache.split_indices(s))]
+    if wanted and wanted != "auto":
+        if wanted not in present:
+            raise UserError(f"split={wanted}: not in the data (splits: {', '.join(present)})")
+        return wanted
+    for name in ("predict", *_TEST_SPLITS):
+        if name in present:
+            return name
+    raise UserError(f"nothing to predict: the data has no predict or test split (splits: {', '.join(present)}); "
+                    "name one with split=..., or give images with input=PATH")
+
+
+def _metrics(labels: np.ndarray, preds: np.ndarray) -> tuple[float, float]:
+    from sklearn.metrics import f1_score
+
+    accuracy = float((labels == preds).mean())
+    return accuracy, float(f1_score(labels, preds, average="macro", zero_division=0))
+
+
+def _counts(preds: np.ndarray) -> dict[str, int]:
+    n = np.bincount(preds, minlength=NUM_CLASSES) if len(preds) else np.zeros(NUM_CLASSES, dtype=int)
+    return {CLASS_NAMES[i]: int(n[i]) for i in range(NUM_CLASSES)}
+
+
+def run_predict(cfg, started: float | None = None) -> PredictResult:
+    """cfg: the composed conf/predict.yaml. started: perf_counter() at process start (for the start-up time)."""
+    from omegaconf import OmegaConf
+
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {"start-up": t_start - started} if started else {}
+    if OmegaConf.is_missing(cfg, "ckpt") or not _as_list(cfg.ckpt):
+        raise UserError("which model? ckpt=PATH.ckpt, a train.py run folder, an MLflow run id, runs:/<id>, best, "
+                        "or a list [a,b] for an ensemble")
+    check_label_format(cfg.label_format)
+    if cfg.tta_shift < 0:
+        raise UserError(f"tta_shift must be >= 0 pixels, got {cfg.tta_shift}")
+    inputs = _as_list(cfg.get("input"))
+    if cfg.face_detect and not inputs:
+        raise UserError("face_detect=true needs photos: input=photo.jpg, input=FOLDER or input=[a.jpg,b.jpg]")
+
+    # checkpoints first: a wrong ckpt= fails in a second, before torch and Lightning are imported
+    t = time.perf_counter()
+    resolved = resolve_all(_as_list(cfg.ckpt), cfg.tracking_uri, cfg.experiment_name,
+                           Path(cfg.paths.cache_dir) / "checkpoints")
+    for r in resolved:
+        log.info("checkpoint: %s", r.describe())
+    seconds["resolve"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    import fer.models.loading  # noqa: F401 - torch + Lightning: most of the start-up, timed on its own
+    from fer.predict.engine import select_device, select_precision
+    from fer.predict.ensemble import load_ensemble
+
+    seconds["imports"] = time.perf_counter() - t
+    device = select_device(cfg.device)
+    dtype = select_precision(cfg.precision, device)
+    t = time.perf_counter()
+    model = load_ensemble([r.path for r in resolved], device)
+    seconds["model load"] = time.perf_counter() - t
+    on_bad = cfg.on_bad_image
+    if cfg.face_detect:
+        result = _predict_faces(cfg, inputs, model, device, dtype, on_bad, seconds)
+    else:
+        result = _predict_images(cfg, inputs, model, device, dtype, on_bad, seconds)
+    result.seconds["total"] = time.perf_counter() - t_start + seconds.get("start-up", 0.0)
+    result.extra.update(device=str(device), precision="bf16" if dtype is not None else "fp32",
+                        models=[r.describe() for r in resolved], model_names=model.names)
+    _print_summary(cfg, result)
+    return result
+
+
+def _predict_images(cfg, inputs, model, device, dtype, on_bad, seconds) -> PredictResult:
+    import hydra.utils
+
+    from fer.data.cache import open_cache
+    from fer.data.sources import ImageListSource
+    from fer.predict.engine import predict_array
+
+    t = time.perf_counter()
+    if inputs:
+        source = ImageListSource(paths=inputs)
+        columns = DEFAULT_COLUMNS
+    else:
+        try:
+            source = hydra.utils.instantiate(cfg.data.source)
+        except Exception as exc:  # noqa: BLE001 - Hydra wraps config mistakes in its own errors
+            raise UserError(f"data={cfg.data.get('name')}: cannot build the data source ({exc})") from exc
+        columns = challenge_columns(source) or DEFAULT_COLUMNS
+    if cfg.get("columns"):
+        columns = tuple(_as_list(cfg.columns))
+        if len(columns) != 2:
+            raise UserError(f"columns={list(columns)}: give two names, e.g. columns=[id,label]")
+    cache = open_cache(source, cfg.paths.cache_dir, on_bad, cfg.progress)
+    split = choose_split(cache, None if inputs else cfg.split)
+    idx = cache.split_indices(split)
+    names_all = cache.names
+    names = output_names([names_all[i] for i in idx])
+    seconds["data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    probs = predict_array(model, cache.images, idx, cfg.batch_size, device, dtype, cfg.tta,
+                          cfg.tta_shift if cfg.tta_shifts else 0, cfg.progress)
+    seconds["predict"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    header, rows = prediction_table(names, probs, columns, cfg.label_format, cfg.probabilities)
+    if len(rows) != len(idx):  # never a submission that silently lost images
+        raise RuntimeError(f"{len(rows)} CSV rows for {len(idx)} predicted images")
+    written = write_csv_atomic(cfg.output, header, rows)
+    if written != len(idx):
+        raise RuntimeError(f"wrote {written} CSV rows for {len(idx)} predicted images")
+    seconds["csv"] = time.perf_counter() - t
+
+    order = np.argsort(np.asarray(names, dtype=object), kind="stable")
+    preds = probs.argmax(1) if len(probs) else np.empty(0, dtype=np.int64)
+    result = PredictResult(output=Path(cfg.output), names=[names[i] for i in order], probs=probs[order],
+                           counts=_counts(preds), seconds=seconds,
+                           images_per_s=len(idx) / max(seconds["predict"], 1e-9), split=split, rows=written,
+                           skipped=int(cache.info.get("skipped", 0)), resized=int(cache.info.get("resized", 0)),
+                           color=int(cache.info.get("color", 0)))
+    if result.skipped:
+        result.skipped_file = str(cache.path / "skipped.csv")
+    result.extra.update(source=source.name, cache_images=len(cache), columns=list(header))
+    labels = cache.labels[idx]
+    if len(labels) and (labels >= 0).all():
+        result.accuracy, result.f1_macro = _metrics(labels, preds)
+    return result
+
+
+def _predict_faces(cfg, inputs, model, device, dtype, on_bad, seconds) -> PredictResult:
+    from fer.data.sources import ImageListSource
+    from fer.predict.engine import predict_array
+    from fer.predict.faces import FaceDetector, annotate_photo, scan_photos
+
+    t = time.perf_counter()
+    photos = ImageListSource(paths=inputs).manifest().names  # files and folders listed as for predict
+    detector = FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
+                            cfg.face_max_side)
+    scan = scan_photos(photos, detector, cfg.face_margin, on_bad, cfg.progress)
+    seconds["faces"] = time.perf_counter() - t
+    if not scan.photos:
+        raise DataError(f"none of the {len(photos)} photo(s) could be read; see the messages above")
+
+    t = time.perf_counter()
+    probs = predict_array(model, scan.crops, None, cfg.batch_size, device, dtype, cfg.tta,
+                          cfg.tta_shift if cfg.tta_shifts else 0, False)
+    seconds["predict"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    shown = output_names(scan.photos)
+    starts = np.cumsum([0] + [len(b) for b in scan.boxes])
+    header = list(FACE_COLUMNS) + (list(PROB_COLUMNS) if cfg.probabilities else []) + ["note"]
+    rows, row_names, row_probs = [], [], []
+    for p in sorted(range(len(scan.photos)), key=lambda k: shown[k]):
+        boxes = scan.boxes[p]
+        if not boxes:
+            rows.append([shown[p], -1, "", "", "", "", ""] + [""] * (len(PROB_COLUMNS) * cfg.probabilities)
+                        + ["no face detected"])
+            continue
+        for f, box in enumerate(boxes):
+            pr = probs[starts[p] + f]
+            row = [shown[p], f, *box, format_label(int(pr.argmax()), cfg.label_format)]
+            row += [f"{v:.6f}" for v in pr] if cfg.probabilities else []
+            rows.append(row + [""])
+            row_names.append(f"{shown[p]}#{f}")
+            row_probs.append(pr)
+    no_face = sum(1 for b in scan.boxes if not b)
+    if len(rows) != scan.n_faces + no_face:
+        raise RuntimeError(f"{len(rows)} CSV rows for {scan.n_faces} faces and {no_face} photos without one")
+    written = write_csv_atomic(cfg.output, header, rows)
+    skipped_file = None
+    if len(scan.skipped):
+        out = Path(cfg.output).expanduser()
+        skipped_file = out.with_name(f"{out.stem}_skipped.csv")
+        scan.skipped.write(skipped_file)
+    annotated = []
+    if cfg.get("annotate"):
+        folder = Path(cfg.annotate).expanduser()
+        for p, photo in enumerate(scan.photos):
+            annotated.append(str(annotate_photo(photo, scan.boxes[p], probs[starts[p]:starts[p + 1]],
+                                                folder / shown[p])))
+    seconds["csv"] = time.perf_counter() - t
+
+    stacked = np.stack(row_probs) if row_probs else np.empty((0, NUM_CLASSES), dtype=np.float32)
+    result = PredictResult(output=Path(cfg.output), names=row_names, probs=stacked,
+                           counts=_counts(stacked.argmax(1) if len(stacked) else np.empty(0, dtype=np.int64)),
+                           seconds=seconds, images_per_s=scan.n_faces / max(seconds["predict"], 1e-9),
+                           rows=written, skipped=len(scan.skipped),
+                           skipped_file=str(skipped_file) if skipped_file else None)
+    result.extra.update(photos=len(scan.photos), faces=scan.n_faces, no_face=no_face, detector=detector.describe(),
+                        annotated=annotated, columns=header)
+    return result
+
+
+def _print_summary(cfg, r: PredictResult) -> None:
+    e = r.extra
+    tta = "off" if not cfg.tta else ("flip+shifts" if cfg.tta_shifts else "flip")
+    models = " + ".join(e["model_names"])
+    if cfg.face_detect:
+        what = f"{e['faces']} face(s) in {e['photos']} photo(s) ({e['no_face']} without a face; {e['detector']})"
+    else:
+        what = f"{r.rows} image(s) ({e['source']}, split {r.split})"
+    lines = [f"predicted {what} with {models} on {e['device']} ({e['precision']}, tta {tta})"]
+    total = max(sum(r.counts.values()), 1)
+    lines.append("  " + ", ".join(f"{k} {v} ({100 * v / total:.1f}%)" for k, v in r.counts.items()))
+    parts = ", ".join(f"{k} {v:.2f}s" for k, v in r.seconds.items() if k != "total")
+    lines.append(f"  time {r.seconds['total']:.2f}s ({parts}); {r.images_per_s:.0f} images/s in the model")
+    if r.accuracy is not None:
+        lines.append(f"  accuracy {r.accuracy:.4f}, macro-F1 {r.f1_macro:.4f} (split {r.split} has labels)")
+    if r.skipped:
+        lines.append(f"  skipped {r.skipped} unreadable image(s), listed in {r.skipped_file}")
+    if r.resized or r.color:
+        lines.append(f"  converted on reading: {r.resized} resized to 48x48, {r.color} colour -> grayscale "
+                     f"(counts over the {e.get('cache_images', '')} images of the cache entry)")
+    if e.get("annotated"):
+        lines.append(f"  annotated photos in {Path(cfg.annotate).expanduser()}")
+    lines.append(f"wrote {r.output} ({r.rows} rows; columns {','.join(e['columns'][:2])}"
+                 f"{',...' if len(e['columns']) > 2 else ''})")
+    print("\n".join(lines), flush=True)
+    for line in lines:
+        log.debug("%s", line)

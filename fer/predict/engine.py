@@ -1,0 +1,105 @@
+"""Batched inference over a uint8 [N,48,48] array (the cache's mmap, or face crops).
+
+Batches are index slices of the array -> float [B,1,48,48] in [0,1] (to_unit_float) on the device ->
+model.predict_proba under torch.inference_mode and, where it pays, bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from fer.cli import UserError
+from fer.data.augment import to_unit_float
+from fer.predict.tta import tta_proba
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "fp32")
+_ALIASES = {"bf16-mixed": "bf16", "bfloat16": "bf16", "32": "fp32", "32-true": "fp32", "float32": "fp32"}
+
+
+def select_device(name: str = "auto") -> torch.device:
+    name = str(name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"device={name}: not a device name (auto, cpu, cuda, cuda:1, ...)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name}: CUDA is not available on this machine; use device=auto or cpu")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 / AMX): there bf16 convolutions run about twice
+    as fast as fp32 (measured on cnn_deep, see bench/predict_speed.py); elsewhere bf16 is emulated and slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def select_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32. auto: bf16 where the hardware has it, else fp32."""
+    precision = _ALIASES.get(str(precision).lower(), str(precision).lower())
+    if precision not in PRECISIONS:
+        raise UserError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        supported = cpu_has_native_bf16()
+    else:
+        supported = False
+    if precision == "auto":
+        return torch.bfloat16 if supported else None
+    if not supported:
+        log.warning("precision=bf16: %s has no native bf16; it will be emulated (slow)", device)
+    return torch.bfloat16
+
+
+def _batches(indices: np.ndarray, batch_size: int):
+    for start in range(0, len(indices), batch_size):
+        part = indices[start:start + batch_size]
+        # a contiguous run of rows (the usual case: a split is stored together) is a view, not a gather
+        if len(part) and part[-1] - part[0] + 1 == len(part) and (np.diff(part) == 1).all():
+            yield start, slice(int(part[0]), int(part[-1]) + 1)
+        else:
+            yield start, part
+
+
+@torch.inference_mode()
+def predict_array(model, images: np.ndarray, indices: np.ndarray | None = None, batch_size: int = 512,
+                  device: torch.device | str = "cpu", dtype: torch.dtype | None = None, tta: bool = False,
+                  tta_shift: int = 0, progress: bool = False) -> np.ndarray:
+    """Probabilities [len(indices),7] float32 for images[indices] (all images when indices is None).
+    `model` is anything with predict_proba(x) (a FERClassifier or an Ensemble)."""
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+    device = torch.device(device)
+    indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
+    out = np.empty((len(indices), 7), dtype=np.float32)
+    bar = None
+    if progress and len(indices) > batch_size:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(indices), desc="predicting", unit="img", mininterval=0.5)
+    for start, sel in _batches(indices, batch_size):
+        batch = torch.from_numpy(np.array(images[sel], copy=True))  # mmap views are read-only
+        x = to_unit_float(batch.to(device, non_blocking=True))
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            if tta:
+                probs = tta_proba(model.predict_proba, x, flip=True, shift=tta_shift)
+            else:
+                probs = model.predict_proba(x)
+        out[start:start + len(x)] = probs.float().cpu().numpy()
+        if bar is not None:
+            bar.update(len(x))
+    if bar is not None:
+        bar.close()
+    return out

@@ -1,0 +1,177 @@
+"""`ckpt=` -> a local checkpoint file.
+
+Accepted specs:
+  PATH                a .ckpt file written by train.py
+  RUN FOLDER          outputs/train/runs/<time>_<model>: its MLflow run's best checkpoint, else its only
+                      checkpoints/epoch_*.ckpt
+  RUN ID / runs:/ID   an MLflow run: the file in its `best_checkpoint` tag when it exists on this machine,
+                      else the `checkpoints/*.ckpt` artifact (downloaded once into <cache_dir>/checkpoints/<id>/)
+  best                the run with the highest `val/acc` in the configured experiment
+
+MLflow is imported only when a spec needs it: a plain path costs nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fer.cli import UserError
+
+BEST = "best"
+BEST_METRIC = "val/acc"
+BEST_TAG = "best_checkpoint"
+ARTIFACT_DIR = "checkpoints"
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_HINT = "give a .ckpt path, a train.py run folder, an MLflow run id, runs:/<run id> or best"
+
+
+@dataclass
+class Resolved:
+    path: Path  # local checkpoint file
+    spec: str  # what the user wrote
+    run_id: str | None = None  # MLflow run, when the spec went through MLflow
+    how: str = "path"  # path | run folder | mlflow tag | mlflow artifact | best
+
+    def describe(self) -> str:
+        if self.how == "path":
+            return str(self.path)
+        return f"{self.spec} -> {self.path} ({self.how}{', run ' + self.run_id if self.run_id else ''})"
+
+
+class _Store:
+    """A lazily opened MLflow client for one tracking URI."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, download_dir: Path):
+        self.tracking_uri, self.experiment_name, self.download_dir = tracking_uri, experiment_name, download_dir
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            if self.tracking_uri.startswith("sqlite:///"):
+                db = Path(self.tracking_uri[len("sqlite:///"):])
+                if not db.is_file():  # MLflow would silently create an empty store
+                    raise UserError(f"no MLflow store at {db} (tracking URI {self.tracking_uri}); train with "
+                                    "logger=mlflow first or set MLFLOW_TRACKING_URI")
+            import logging
+
+            # opening an sqlite store logs alembic's migration chatter at INFO
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def get_run(self, run_id: str):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as exc:
+            raise UserError(f"unknown MLflow run id {run_id!r} in {self.tracking_uri} "
+                            f"({str(exc).splitlines()[0]})") from exc
+
+    def best_run_id(self) -> str:
+        exp = self.client.get_experiment_by_name(self.experiment_name)
+        if exp is None:
+            raise UserError(f"ckpt=best: no MLflow experiment {self.experiment_name!r} in {self.tracking_uri} "
+                            "(set experiment_name=...)")
+        runs = self.client.search_runs([exp.experiment_id], filter_string=f"metrics.`{BEST_METRIC}` >= 0",
+                                       order_by=[f"metrics.`{BEST_METRIC}` DESC", "attributes.start_time DESC"],
+                                       max_results=50)
+        for run in runs:  # the best run that still has a checkpoint to offer
+            if run.data.tags.get(BEST_TAG):
+                return run.info.run_id
+        raise UserError(f"ckpt=best: no run in experiment {self.experiment_name!r} ({self.tracking_uri}) has a "
+                        f"{BEST_METRIC} metric and a {BEST_TAG} tag; train one with logger=mlflow")
+
+    def checkpoint_of(self, run_id: str, spec: str) -> Resolved:
+        run = self.get_run(run_id)
+        tagged = run.data.tags.get(BEST_TAG)
+        if tagged and Path(tagged).is_file():
+            return Resolved(Path(tagged), spec, run_id, "mlflow tag")
+        return self._download(run_id, spec, Path(tagged).name if tagged else None)
+
+    def _download(self, run_id: str, spec: str, wanted: str | None) -> Resolved:
+        target = self.download_dir / run_id
+        if wanted and (target / ARTIFACT_DIR / wanted).is_file():  # downloaded before
+            return Resolved(target / ARTIFACT_DIR / wanted, spec, run_id, "mlflow artifact")
+        try:
+            files = [f.path for f in self.client.list_artifacts(run_id, ARTIFACT_DIR) if f.path.endswith(".ckpt")]
+        except Exception as exc:  # noqa: BLE001 - artifact repositories raise many kinds
+            raise UserError(f"run {run_id}: cannot list its artifacts ({str(exc).splitlines()[0]})") from exc
+        if not files:
+            raise UserError(f"run {run_id}: its {BEST_TAG} checkpoint is not on this machine and the run has no "
+                            f"{ARTIFACT_DIR}/*.ckpt artifact")
+        chosen = next((f for f in files if wanted and Path(f).name == wanted), None) or \
+            next((f for f in sorted(files) if Path(f).name != "last.ckpt"), sorted(files)[0])
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            local = self.client.download_artifacts(run_id, chosen, str(target))
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"run {run_id}: cannot download {chosen} ({str(exc).splitlines()[0]})") from exc
+        return Resolved(Path(local), spec, run_id, "mlflow artifact")
+
+
+def _run_folder(folder: Path, spec: str, store: _Store) -> Resolved:
+    info = folder / "run_info.json"
+    run_id = None
+    if info.is_file():
+        try:
+            run_id = json.loads(info.read_text()).get("mlflow_run_id")
+        except ValueError:
+            run_id = None
+    ckpts = sorted(p for p in (folder / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
+    if run_id:
+        try:
+            run = store.get_run(run_id)
+            tagged = run.data.tags.get(BEST_TAG)
+            if tagged and Path(tagged).is_file():
+                return Resolved(Path(tagged), spec, run_id, "run folder")
+        except UserError:
+            pass  # store moved or gone: the folder's own checkpoints still tell
+    if len(ckpts) == 1:
+        return Resolved(ckpts[0], spec, run_id, "run folder")
+    if not ckpts:
+        raise UserError(f"{folder}: a folder with no checkpoints/*.ckpt; {_HINT}")
+    raise UserError(f"{folder}: several checkpoints ({', '.join(p.name for p in ckpts)}); name one of them")
+
+
+def resolve_checkpoint(spec: str, tracking_uri: str, experiment_name: str = "fer",
+                       download_dir: str | Path = ".cache/fer/checkpoints", store: _Store | None = None) -> Resolved:
+    """One ckpt spec -> Resolved. Raises UserError with what was tried."""
+    spec = str(spec).strip()
+    if not spec:
+        raise UserError(f"ckpt is empty; {_HINT}")
+    store = store or _Store(tracking_uri, experiment_name, Path(download_dir).expanduser())
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if not os.access(path, os.R_OK):
+            raise UserError(f"cannot read checkpoint {path}: permission denied")
+        return Resolved(path, spec)
+    if path.is_dir():
+        return _run_folder(path, spec, store)
+    if spec == BEST:
+        run_id = store.best_run_id()
+        resolved = store.checkpoint_of(run_id, spec)
+        resolved.how = f"best {BEST_METRIC}, {resolved.how}"
+        return resolved
+    if spec.startswith("runs:/"):
+        run_id = spec[len("runs:/"):].strip("/").split("/", 1)[0]
+        if not run_id:
+            raise UserError(f"ckpt={spec}: no run id after runs:/")
+        return store.checkpoint_of(run_id, spec)
+    if _RUN_ID.fullmatch(spec):
+        return store.checkpoint_of(spec, spec)
+    raise UserError(f"checkpoint not found: {path}; {_HINT}")
+
+
+def resolve_all(specs: list[str], tracking_uri: str, experiment_name: str, download_dir: str | Path) -> list[Resolved]:
+    store = _Store(tracking_uri, experiment_name, Path(download_dir).expanduser())
+    if not specs:
+        raise UserError(f"no checkpoint given: ckpt=...; {_HINT}")
+    return [resolve_checkpoint(s, tracking_uri, experiment_name, download_dir, store=store) for s in specs]

@@ -1,0 +1,116 @@
+"""Submission CSV: column names, image names, labels, and an atomic write (never a partial file)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from fer.classes import CLASS_NAMES
+from fer.cli import UserError
+
+DEFAULT_COLUMNS = ("image", "label")
+LABEL_FORMATS = ("index", "name")
+PROB_COLUMNS = tuple(f"prob_{c}" for c in CLASS_NAMES)
+
+
+def challenge_columns(source) -> tuple[str, str] | None:
+    """The (image, label) column names of a challenge source's training CSV, found the way the source finds
+    them for training (header names, else content); None when the source has no readable label CSV."""
+    labels_csv = getattr(source, "labels_csv", None)
+    root = getattr(source, "root", None)
+    find = getattr(source, "_columns", None)
+    if not (labels_csv and root and find):
+        return None
+    csv_path = Path(root).expanduser() / labels_csv
+    if not csv_path.is_file():
+        return None
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, nrows=200)
+    except (ValueError, OSError, pd.errors.ParserError):
+        return None
+    try:
+        return tuple(str(c) for c in find(df, csv_path))  # type: ignore[return-value]
+    except ValueError:  # DataError: columns not identifiable; the training run would have said so
+        return None
+
+
+def output_names(names: Sequence[str]) -> list[str]:
+    """How each image is named in the CSV: its file name when those are unique (images_test/x.jpg -> x.jpg),
+    else its path relative to the deepest folder all of them share."""
+    base = [os.path.basename(n) for n in names]
+    if len(set(base)) == len(base):
+        return base
+    absolute = [os.path.abspath(n) for n in names]
+    common = os.path.commonpath(absolute) if len(absolute) > 1 else os.path.dirname(absolute[0])
+    if os.path.isfile(common) or common in absolute:
+        common = os.path.dirname(common)
+    return [os.path.relpath(a, common) for a in absolute]
+
+
+def format_label(index: int, label_format: str) -> str:
+    return CLASS_NAMES[index] if label_format == "name" else str(index)
+
+
+def check_label_format(label_format: str) -> str:
+    if label_format not in LABEL_FORMATS:
+        raise UserError(f"label_format={label_format}: expected one of {', '.join(LABEL_FORMATS)}")
+    return label_format
+
+
+def prediction_table(names: Sequence[str], probs: np.ndarray, columns: Sequence[str] = DEFAULT_COLUMNS,
+                     label_format: str = "index", probabilities: bool = False) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) sorted by image name: name, label[, prob_angry..prob_neutral]."""
+    check_label_format(label_format)
+    if len(names) != len(probs):
+        raise ValueError(f"{len(names)} names for {len(probs)} predictions")
+    header = list(columns) + (list(PROB_COLUMNS) if probabilities else [])
+    preds = probs.argmax(1) if len(probs) else np.empty(0, dtype=np.int64)
+    rows = []
+    for i in sorted(range(len(names)), key=lambda k: names[k]):
+        row = [names[i], format_label(int(preds[i]), label_format)]
+        if probabilities:
+            row += [f"{p:.6f}" for p in probs[i]]
+        rows.append(row)
+    return header, rows
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_csv_atomic(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """Write to a temporary file in the same folder, then rename over `path`: readers see the old file or the
+    complete new one, never a partial one. Returns the number of data rows written."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"output={path} is a folder; give a file name, e.g. output={path / 'submission.csv'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    n = 0
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow(row)
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a normal file is what the user expects
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n

@@ -1,0 +1,353 @@
+"""predict.py end to end on tiny generated data: every model in conf/model/, TTA, ensembles, MLflow resolution,
+bad inputs. Run from the project root: python -m pytest tests/test_predict.py"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+os.environ.setdefault("FER_ROOT", str(ROOT))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from fer.classes import CLASS_NAMES  # noqa: E402
+from fer.cli import UserError  # noqa: E402
+from fer.data.errors import DataError  # noqa: E402
+from fer.predict.app import run_predict  # noqa: E402
+from fer.predict.submission import PROB_COLUMNS, output_names, write_csv_atomic  # noqa: E402
+
+# every model config; files starting with "_" are shared parts, not models. A new model is tested automatically.
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_"))
+N_TEST = 14  # 12 plain + 1 colour + 1 odd-size image in images_test/
+
+
+def compose_cfg(name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("predict")
+
+
+def train_overrides(model: str, out: Path, cache: Path, batch_size: int, batches: int) -> list[str]:
+    return [f"model={model}", "logger=none", "trainer.max_epochs=1", f"+trainer.limit_train_batches={batches}",
+            "+trainer.limit_val_batches=1", "trainer.accelerator=cpu", "trainer.precision=bf16-mixed",
+            "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
+            "+trainer.enable_model_summary=false", "callbacks.progress_bar=null", "callbacks.early_stopping=null",
+            "callbacks.model_checkpoint.save_last=false", "+callbacks.model_checkpoint.save_weights_only=true",
+            f"paths.output_dir={out}", f"paths.cache_dir={cache}", "data.source.n_train=290",
+            "data.source.n_test=8", f"data.batch_size={batch_size}", "data.eval_batch_size=32",
+            "data.progress=false", "test=false"]
+
+
+@pytest.fixture(scope="module")
+def trained(work):
+    """model name -> best checkpoint of a 1-epoch run on a small synthetic set (trained on first use).
+
+    Two batches of 16 images, the cheapest training that goes through every step. A model that cannot be fitted
+    on 32 images (e.g. a PCA with more components than that) gets one more try on a single batch of 256, so every
+    model in conf/model/ is covered without the test knowing its settings."""
+    from fer.training import run_training
+
+    done: dict[str, Path] = {}
+
+    def get(model: str) -> Path:
+        if model not in done:
+            out = work / "train" / model
+            try:
+                run_training(compose_cfg("train", train_overrides(model, out, work / "cache", 16, 2)), model)
+            except Exception:  # noqa: BLE001 - whatever the model raised for too little data
+                shutil.rmtree(out, ignore_errors=True)
+                run_training(compose_cfg("train", train_overrides(model, out, work / "cache", 256, 1)), model)
+            ckpts = sorted(p for p in (out / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
+            assert ckpts, f"{model}: training wrote no checkpoint"
+            done[model] = ckpts[0]
+        return done[model]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def fast_ckpt(trained) -> Path:
+    return trained("mlp" if "mlp" in MODELS else MODELS[0])
+
+
+def make_challenge(root: Path, header: str = "file_name,expression", with_test: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "images_train").mkdir(parents=True)
+    rows = []
+    for i in range(8):
+        cv2.imwrite(str(root / "images_train" / f"tr_{i}.jpg"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+        rows.append(f"tr_{i}.jpg,{i % 7}")
+    (root / "challengeA_train.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    if with_test:
+        test = root / "images_test"
+        test.mkdir()
+        for i in range(12):  # names chosen so that sorted order differs from creation order
+            cv2.imwrite(str(test / f"{(i * 7) % 12:02d}_face.jpg"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+        cv2.imwrite(str(test / "colour.jpg"), rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+        cv2.imwrite(str(test / "big_odd.png"), rng.integers(0, 256, (61, 50), dtype=np.uint8))
+    return root
+
+
+@pytest.fixture(scope="module")
+def challenge(work) -> Path:
+    return make_challenge(work / "challenge")
+
+
+def predict(work: Path, ckpt, *overrides: str, output: str | Path | None = None):
+    ckpt_arg = f"[{','.join(map(str, ckpt))}]" if isinstance(ckpt, (list, tuple)) else str(ckpt)
+    out = output or work / "out" / "submission.csv"
+    cfg = compose_cfg("predict", [f"ckpt={ckpt_arg}", f"output={out}", f"paths.cache_dir={work / 'cache'}",
+                                  "progress=false", f"tracking_uri=sqlite:///{work / 'no-store.db'}", *overrides])
+    return run_predict(cfg), Path(out)
+
+
+# ---------------------------------------------------------------------------------------------- submission
+@pytest.mark.parametrize("model", MODELS)
+def test_submission_every_model(model, trained, work, challenge):
+    result, out = predict(work, trained(model), "data=challenge", f"data.root={challenge}", "probabilities=true",
+                          output=work / "out" / f"{model}.csv")
+    header, rows = read_csv(out)
+    assert header == ["file_name", "expression", *PROB_COLUMNS]  # the training CSV's own column names
+    assert len(rows) == N_TEST == result.rows
+    names = [r[0] for r in rows]
+    assert names == sorted(os.listdir(challenge / "images_test"))  # file names only, sorted
+    labels = [int(r[1]) for r in rows]
+    assert all(0 <= v < 7 for v in labels)
+    probs = np.array([[float(v) for v in r[2:]] for r in rows])
+    assert probs.shape == (N_TEST, 7)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+    assert (probs.argmax(1) == labels).all()
+    assert result.resized >= 1 and result.color >= 1  # the odd-size and the colour image were converted
+    assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_label_names_folder_and_list_inputs(fast_ckpt, work, challenge):
+    folder = challenge / "images_test"
+    result, out = predict(work, fast_ckpt, f"input={folder}", "label_format=name")
+    header, rows = read_csv(out)
+    assert header == ["image", "label"]
+    assert [r[0] for r in rows] == sorted(os.listdir(folder))
+    assert {r[1] for r in rows} <= set(CLASS_NAMES)
+    files = [folder / "colour.jpg", folder / "big_odd.png"]
+    result, out = predict(work, fast_ckpt, f"input=[{files[0]},{files[1]}]")
+    assert [r[0] for r in read_csv(out)[1]] == ["big_odd.png", "colour.jpg"]
+
+
+def test_output_names_keep_folders_when_file_names_clash():
+    assert output_names(["images_test/b.jpg", "images_test/a.jpg"]) == ["b.jpg", "a.jpg"]
+    assert output_names(["/p/x/a.jpg", "/p/y/a.jpg"]) == ["x/a.jpg", "y/a.jpg"]
+
+
+def test_labelled_test_split_reports_accuracy(fast_ckpt, work, capsys):
+    root = work / "fer2013"
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 2), ("publictest", 3)):
+        for name in ("happy", "sad"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(root / split / name / f"{split}_{name}_{i}.jpg"),
+                            rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    result, out = predict(work, fast_ckpt, "data=fer2013", f"data.root={root}", "split=publictest")
+    assert result.rows == 6 and result.split == "publictest"
+    assert 0.0 <= result.accuracy <= 1.0 and 0.0 <= result.f1_macro <= 1.0
+    assert "accuracy" in capsys.readouterr().out
+    with pytest.raises(UserError, match="split=validation: not in the data"):
+        predict(work, fast_ckpt, "data=fer2013", f"data.root={root}", "split=validation")
+
+
+# ---------------------------------------------------------------------------------------------- TTA, ensembles
+def test_tta_views_and_shapes():
+    import torch
+
+    from fer.predict.tta import n_views, shift_batch, tta_proba, tta_views
+
+    x = torch.rand(5, 1, 48, 48)
+    assert len(list(tta_views(x, flip=True, shift=0))) == n_views(True, 0) == 2
+    assert len(list(tta_views(x, flip=True, shift=2))) == n_views(True, 2) == 6
+    assert torch.equal(list(tta_views(x))[1], x.flip(-1))
+    moved = shift_batch(x, 0, 2)  # content moves right by 2 px
+    assert moved.shape == x.shape and torch.equal(moved[..., 2:], x[..., :-2])
+    moved = shift_batch(x, -2, 0)  # up by 2 px
+    assert torch.equal(moved[..., :-2, :], x[..., 2:, :])
+    probs = tta_proba(lambda v: torch.softmax(v.flatten(1)[:, :7], 1), x, flip=True, shift=2)
+    assert probs.shape == (5, 7)
+    torch.testing.assert_close(probs.sum(1), torch.ones(5))
+
+
+def test_tta_end_to_end(fast_ckpt, work, challenge):
+    plain, _ = predict(work, fast_ckpt, f"input={challenge / 'images_test'}", "precision=fp32")
+    tta, _ = predict(work, fast_ckpt, f"input={challenge / 'images_test'}", "precision=fp32", "tta=true",
+                     "tta_shifts=true")
+    assert tta.probs.shape == plain.probs.shape == (N_TEST, 7)
+    np.testing.assert_allclose(tta.probs.sum(1), 1.0, atol=1e-5)
+    assert not np.allclose(tta.probs, plain.probs)
+
+
+def test_ensemble_averages_members(trained, work, challenge):
+    a, b = trained(MODELS[0]), trained(MODELS[-1])  # two different families where there are two
+    args = (f"input={challenge / 'images_test'}", "precision=fp32")
+    pa, _ = predict(work, a, *args)
+    pb, _ = predict(work, b, *args)
+    both, out = predict(work, [a, b], *args)
+    assert both.probs.shape == (N_TEST, 7) and len(read_csv(out)[1]) == N_TEST
+    np.testing.assert_allclose(both.probs, (pa.probs + pb.probs) / 2, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- MLflow resolution
+def test_runs_and_best_resolution(fast_ckpt, work, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from fer.predict.resolve import resolve_checkpoint
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("fer-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    copies = {}
+    ids = {}
+    for name, acc in (("low", 0.3), ("high", 0.7)):
+        copies[name] = tmp_path / f"{name}.ckpt"
+        copies[name].write_bytes(fast_ckpt.read_bytes())
+        run = client.create_run(exp, run_name=name)
+        client.log_metric(run.info.run_id, "val/acc", acc)
+        client.set_tag(run.info.run_id, "best_checkpoint", str(copies[name]))
+        ids[name] = run.info.run_id
+    client.create_run(exp, run_name="no-metric")  # ignored by best
+    # a run whose checkpoint file is gone from this machine: taken from its artifact
+    remote = client.create_run(exp, run_name="remote")
+    client.log_metric(remote.info.run_id, "val/acc", 0.1)
+    client.set_tag(remote.info.run_id, "best_checkpoint", "/elsewhere/checkpoints/epoch_007.ckpt")
+    art = tmp_path / "upload" / "epoch_007.ckpt"
+    art.parent.mkdir()
+    art.write_bytes(fast_ckpt.read_bytes())
+    client.log_artifact(remote.info.run_id, str(art), "checkpoints")
+
+    def resolve(spec):
+        return resolve_checkpoint(spec, uri, "fer-test", tmp_path / "downloads")
+
+    assert resolve("best").path == copies["high"]
+    assert resolve(f"runs:/{ids['low']}").path == copies["low"]
+    assert resolve(ids["low"]).path == copies["low"]
+    got = resolve(remote.info.run_id)
+    assert got.how == "mlflow artifact" and got.path.is_file() and got.path.name == "epoch_007.ckpt"
+    assert str(got.path).startswith(str(tmp_path / "downloads"))
+    with pytest.raises(UserError, match="unknown MLflow run id"):
+        resolve("0" * 32)
+    with pytest.raises(UserError, match="no MLflow experiment"):
+        resolve_checkpoint("best", uri, "nope", tmp_path / "downloads")
+    with pytest.raises(UserError, match="no MLflow store"):
+        resolve_checkpoint("best", f"sqlite:///{tmp_path / 'missing.db'}", "fer-test", tmp_path)
+    # and through predict: runs:/ in an ensemble with a plain path
+    result, _ = predict(work, [f"runs:/{ids['high']}", fast_ckpt], f"input={art.parent}", f"tracking_uri={uri}",
+                        "experiment_name=fer-test", output=tmp_path / "e.csv")
+    assert len(result.extra["models"]) == 2
+
+
+def test_run_folder_resolution(fast_ckpt, work):
+    from fer.predict.resolve import resolve_checkpoint
+
+    folder = fast_ckpt.parent.parent  # the training run folder
+    assert resolve_checkpoint(str(folder), "sqlite:////nonexistent/x.db").path == fast_ckpt
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def test_bad_checkpoints(work, tmp_path, challenge):
+    args = (f"input={challenge / 'images_test'}",)
+    with pytest.raises(UserError, match="checkpoint not found"):
+        predict(work, tmp_path / "missing.ckpt", *args)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a model")
+    with pytest.raises(UserError, match="not a PyTorch checkpoint"):
+        predict(work, text, *args)
+    broken = tmp_path / "broken.ckpt"
+    with zipfile.ZipFile(broken, "w") as zf:
+        zf.writestr("junk.txt", "x")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        predict(work, broken, *args)
+    import torch
+
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"weights": torch.zeros(3)}, plain)
+    with pytest.raises(UserError, match="not a fer model checkpoint"):
+        predict(work, plain, *args)
+    from fer.tracking.mlflow_logger import ensure_experiment
+
+    ensure_experiment("fer", f"sqlite:///{tmp_path / 'empty.db'}")  # a store without that run
+    with pytest.raises(UserError, match="unknown MLflow run id"):
+        predict(work, "f" * 32, *args, f"tracking_uri=sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(UserError, match="which model"):
+        predict(work, "''", *args)
+
+
+def test_bad_inputs(fast_ckpt, work, tmp_path, challenge):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="empty folder"):
+        predict(work, fast_ckpt, f"input={empty}")
+    with pytest.raises(DataError, match="input not found"):
+        predict(work, fast_ckpt, f"input={tmp_path / 'nowhere'}")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"ok_{i}.png"), np.full((48, 48), 40 * i, np.uint8))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(DataError, match="broken.jpg"):
+        predict(work, fast_ckpt, f"input={folder}")
+    result, out = predict(work, fast_ckpt, f"input={folder}", "on_bad_image=skip")
+    assert result.skipped == 1 and Path(result.skipped_file).is_file()
+    assert result.rows == 3 and len(read_csv(out)[1]) == 3
+    with pytest.raises(UserError, match="label_format"):
+        predict(work, fast_ckpt, f"input={folder}", "label_format=word")
+    no_test = make_challenge(tmp_path / "ch", with_test=False)
+    with pytest.raises(UserError, match="nothing to predict"):
+        predict(work, fast_ckpt, "data=challenge", f"data.root={no_test}")
+    with pytest.raises(UserError, match="is a folder"):
+        predict(work, fast_ckpt, f"input={folder}", "on_bad_image=skip", output=tmp_path)
+
+
+def test_csv_is_never_partial(tmp_path):
+    out = tmp_path / "sub.csv"
+    write_csv_atomic(out, ["image", "label"], [["a.jpg", 1]])
+    before = out.read_text()
+
+    def rows():
+        yield ["b.jpg", 2]
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_csv_atomic(out, ["image", "label"], rows())
+    assert out.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv"]
+
+
+def test_cli_one_line_error(tmp_path):
+    """The real command: a wrong checkpoint gives one 'error:' line, exit code 2, no traceback (and fails fast:
+    before torch is imported)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt={tmp_path / 'nope.ckpt'}",
+                           f"input={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "checkpoint not found" in errors[0]

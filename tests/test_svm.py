@@ -1,0 +1,185 @@
+"""The HOG + SVM model (fer.models.svm.HogSVM) through the same DataModule, Trainer and checkpoints as the
+neural models: one-epoch fit on un-augmented images, temperature-scaled SVC scores, checkpoint round trip."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from skimage.feature import hog as skimage_hog
+from torch import nn
+
+from fer.data.augment import to_unit_float
+from fer.data.datamodule import FERDataModule
+from fer.data.sources import SyntheticSource
+from fer.models.loading import load_model, read_checkpoint
+from fer.models.svm import CHECKPOINT_KEY, HogFeatures, HogSVM, fit_temperature, hog_batch, load_pipeline_bytes
+from fer.training import instantiate_model
+
+from conftest import ROOT
+
+
+class Poison(nn.Module):
+    """An "augmentation" that blanks every image: any batch it touched is all zeros."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+class RecordTrainingBatches(pl.Callback):
+    """Keeps the training batches exactly as the model received them (after on_after_batch_transfer)."""
+
+    def __init__(self) -> None:
+        self.images: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.images.append(batch[0].detach().cpu().clone())
+
+
+def make_dm(cache_dir: Path) -> FERDataModule:
+    return FERDataModule(source=SyntheticSource(n_train=350, n_test=140, seed=3), cache_dir=str(cache_dir),
+                         batch_size=64, eval_batch_size=64, val_fraction=0.2, augment=Poison(), progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("svm")
+    dm = make_dm(tmp / "cache")
+    model = HogSVM(cell_sizes=[8, 6], pca_components=60, C=10.0)
+    recorder = RecordTrainingBatches()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=True,
+                         default_root_dir=tmp, callbacks=[recorder], enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(model, datamodule=dm)
+    ckpt = trainer.checkpoint_callback.best_model_path
+    test_metrics = trainer.test(model, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+    x_test = to_unit_float(torch.from_numpy(np.ascontiguousarray(dm.cache.images[dm.idx["test"]])))
+    y_test = torch.from_numpy(dm.cache.labels[dm.idx["test"]])
+    return SimpleNamespace(dm=dm, model=model, trainer=trainer, recorder=recorder, ckpt=ckpt,
+                           test_metrics=test_metrics, x_test=x_test, y_test=y_test)
+
+
+# ---- HOG ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", [8, 6, 4])
+def test_batched_hog_equals_skimage(cell):
+    rng = np.random.default_rng(cell)
+    images = rng.random((5, 48, 48), dtype=np.float32)
+    images[:, 10:30, 20:24] += 1.0  # some strong edges
+    ours = hog_batch(images, orientations=9, cell=cell, block=2, block_norm="L2-Hys")
+    ref = np.stack([skimage_hog(im, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2),
+                                block_norm="L2-Hys") for im in images])
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_hog_features_accepts_any_image_layout_and_concatenates_cell_sizes():
+    x = np.random.default_rng(0).random((3, 1, 48, 48), dtype=np.float32)
+    hog = HogFeatures(cell_sizes=(8, 6), soft_binning=True)
+    flat = hog.transform(x.reshape(3, -1))
+    assert flat.shape == (3, 900 + 1764)
+    np.testing.assert_array_equal(flat, hog.transform(x))
+
+
+# ---- training ----------------------------------------------------------------------------------------
+def test_fits_once_in_exactly_one_epoch(trained):
+    trainer, model, dm = trained.trainer, trained.model, trained.dm
+    assert trainer.current_epoch == 1 and trainer.max_epochs == 3  # stopped after the first epoch
+    assert model.fitted and trainer.global_step == 1  # the fit counts as the one step (so checkpoints save)
+    n_batches = len(dm.train_dataloader())
+    assert len(trained.recorder.images) == n_batches
+    assert model.fit_info["svm_n_train"] == n_batches * 64
+    assert Path(trained.ckpt).is_file()
+    assert 0.0 < float(model.temperature) < 1e3 and float(model.temperature) != 1.0  # fitted on val
+    assert "val/acc" in trainer.callback_metrics and "val/loss" in trainer.callback_metrics
+
+
+def test_svm_saw_unaugmented_training_images(trained):
+    assert HogSVM.train_augmentation is False
+    seen = torch.cat(trained.recorder.images)
+    assert seen.shape[1:] == (1, 48, 48) and seen.dtype == torch.float32
+    assert seen.flatten(1).amax(1).min() > 0  # the blanking "augmentation" never ran
+    pixels = seen * 255
+    assert torch.equal(pixels, pixels.round())  # still exactly the decoded uint8 values
+    train_images = trained.dm.cache.images[trained.dm.idx["train"]]
+    known = {img.tobytes() for img in train_images}
+    assert all(img.tobytes() in known for img in pixels.round().to(torch.uint8)[:, 0].numpy())
+
+
+def test_datamodule_augments_only_models_that_want_it(tmp_path):
+    dm = make_dm(tmp_path)
+    batch = (torch.full((4, 48, 48), 200, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64))
+    for module, blanked in ((HogSVM, False), (SimpleNamespace(), True), (SimpleNamespace(train_augmentation=True), True)):
+        dm.trainer = SimpleNamespace(training=True, lightning_module=module)
+        x, _ = dm.on_after_batch_transfer(batch, 0)
+        assert bool((x == 0).all()) is blanked
+
+
+def test_accuracy_clearly_above_chance(trained):
+    assert trained.test_metrics["test/acc"] > 0.35  # chance: 1/7
+    assert trained.test_metrics["test/f1_macro"] > 0.25
+
+
+def test_predictions_are_the_svc_decision(trained):
+    model, x = trained.model, trained.x_test
+    probs = model.predict_proba(x)
+    decision = model.pipeline.decision_function(x.reshape(len(x), -1).numpy())
+    np.testing.assert_array_equal(probs.argmax(1).numpy(), decision.argmax(1))
+    np.testing.assert_array_equal(probs.argmax(1).numpy(), model.pipeline.predict(x.reshape(len(x), -1).numpy()))
+
+
+def test_probabilities_sum_to_one(trained):
+    probs = trained.model.predict_proba(trained.x_test[:50])
+    assert probs.shape == (50, 7) and probs.dtype == torch.float32
+    assert torch.allclose(probs.sum(1), torch.ones(50), atol=1e-5)
+    assert (probs >= 0).all()
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------
+def test_checkpoint_round_trip_gives_identical_predictions(trained):
+    checkpoint = read_checkpoint(trained.ckpt)  # torch.load(weights_only=True): only tensors, plain types, bytes
+    assert checkpoint["fer_model_class"] == "fer.models.svm.HogSVM"
+    assert isinstance(checkpoint[CHECKPOINT_KEY], bytes)
+    loaded = load_model(trained.ckpt)
+    assert isinstance(loaded, HogSVM) and loaded.fitted and not loaded.training
+    assert float(loaded.temperature) == float(trained.model.temperature)
+    assert loaded.hparams.cell_sizes == trained.model.hparams.cell_sizes
+    assert torch.equal(loaded.predict_proba(trained.x_test), trained.model.predict_proba(trained.x_test))
+
+
+def test_checkpoint_unpickler_refuses_foreign_code():
+    evil = pickle.dumps(SimpleNamespace(a=1))  # types.SimpleNamespace: not numpy/scipy/sklearn/fer.models.svm
+    with pytest.raises(pickle.UnpicklingError):
+        load_pipeline_bytes(evil)
+
+
+# ---- pieces ------------------------------------------------------------------------------------------
+def test_unfitted_model_skips_validation_and_refuses_to_predict():
+    model = HogSVM()
+    assert model.validation_step((torch.rand(2, 1, 48, 48), torch.zeros(2, dtype=torch.int64)), 0) is None
+    assert model.configure_optimizers() is None
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model(torch.rand(2, 1, 48, 48))
+
+
+def test_fit_temperature_recovers_the_scale():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(4000, 7)) * 2
+    probs = torch.softmax(torch.as_tensor(scores * 0.7), 1).numpy()
+    labels = np.array([rng.choice(7, p=p) for p in probs])
+    assert fit_temperature(scores, labels) == pytest.approx(0.7, rel=0.1)
+
+
+def test_hydra_config_builds_the_model():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["model=svm"])
+    assert "optimizer" not in cfg.model and "scheduler" not in cfg.model
+    model = instantiate_model(cfg.model)
+    assert isinstance(model, HogSVM)
+    assert model.hparams.optimizer is None and model.hparams.scheduler is None
+    assert model.hparams.kernel == cfg.model.kernel and model.hparams.C == cfg.model.C
