@@ -24,6 +24,7 @@ TINY = ["model=mlp", "trainer.accelerator=cpu", "trainer.max_epochs=1", "+traine
 def _load_script():
     spec = importlib.util.spec_from_file_location("check_mlflow_ui", ROOT / "scripts" / "check_mlflow_ui.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

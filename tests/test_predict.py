@@ -43,6 +43,18 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One thread for torch, OpenMP and BLAS: on a shared, loaded machine two spinning threads are 2x slower."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
 # ---------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
@@ -56,7 +68,8 @@ def train_overrides(model: str, out: Path, cache: Path, batch_size: int, batches
             "+trainer.enable_model_summary=false", "callbacks.progress_bar=null", "callbacks.early_stopping=null",
             "callbacks.model_checkpoint.save_last=false", "+callbacks.model_checkpoint.save_weights_only=true",
             f"paths.output_dir={out}", f"paths.cache_dir={cache}", "data.source.n_train=290",
-            "data.source.n_test=8", f"data.batch_size={batch_size}", "data.eval_batch_size=32",
+            "data.source.n_test=8", "data.val_fraction=0.05", f"data.batch_size={batch_size}",
+            "data.eval_batch_size=8",
             "data.progress=false", "test=false"]
 
 
@@ -64,9 +77,9 @@ def train_overrides(model: str, out: Path, cache: Path, batch_size: int, batches
 def trained(work):
     """model name -> best checkpoint of a 1-epoch run on a small synthetic set (trained on first use).
 
-    Two batches of 16 images, the cheapest training that goes through every step. A model that cannot be fitted
-    on 32 images (e.g. a PCA with more components than that) gets one more try on a single batch of 256, so every
-    model in conf/model/ is covered without the test knowing its settings."""
+    One batch of 16 images (and 8 for validation): the cheapest training that goes through every step. A model
+    that cannot be fitted on 16 images (e.g. a PCA with more components than that) gets one more try on a batch of
+    224, so every model in conf/model/ is covered without the test knowing its settings."""
     from fer.training import run_training
 
     done: dict[str, Path] = {}
@@ -75,10 +88,10 @@ def trained(work):
         if model not in done:
             out = work / "train" / model
             try:
-                run_training(compose_cfg("train", train_overrides(model, out, work / "cache", 16, 2)), model)
+                run_training(compose_cfg("train", train_overrides(model, out, work / "cache", 16, 1)), model)
             except Exception:  # noqa: BLE001 - whatever the model raised for too little data
                 shutil.rmtree(out, ignore_errors=True)
-                run_training(compose_cfg("train", train_overrides(model, out, work / "cache", 256, 1)), model)
+                run_training(compose_cfg("train", train_overrides(model, out, work / "cache", 224, 1)), model)
             ckpts = sorted(p for p in (out / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
             assert ckpts, f"{model}: training wrote no checkpoint"
             done[model] = ckpts[0]
@@ -216,14 +229,25 @@ def test_ensemble_averages_members(trained, work, challenge):
 
 
 # ---------------------------------------------------------------------------------------------- MLflow resolution
-def test_runs_and_best_resolution(fast_ckpt, work, tmp_path):
+@pytest.fixture(scope="module")
+def store(work) -> str:
+    """A tmp MLflow sqlite store (creating one runs MLflow's migrations: seconds, so once per module)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{work / 'mlflow' / 'mlflow.db'}"
+    (work / "mlflow").mkdir()
+    MlflowClient(uri).create_experiment("fer-test", artifact_location=(work / "mlflow" / "artifacts").as_uri())
+    return uri
+
+
+def test_runs_and_best_resolution(fast_ckpt, work, tmp_path, store, challenge):
     from mlflow.tracking import MlflowClient
 
     from fer.predict.resolve import resolve_checkpoint
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store
     client = MlflowClient(uri)
-    exp = client.create_experiment("fer-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    exp = client.get_experiment_by_name("fer-test").experiment_id
     copies = {}
     ids = {}
     for name, acc in (("low", 0.3), ("high", 0.7)):
@@ -259,7 +283,8 @@ def test_runs_and_best_resolution(fast_ckpt, work, tmp_path):
     with pytest.raises(UserError, match="no MLflow store"):
         resolve_checkpoint("best", f"sqlite:///{tmp_path / 'missing.db'}", "fer-test", tmp_path)
     # and through predict: runs:/ in an ensemble with a plain path
-    result, _ = predict(work, [f"runs:/{ids['high']}", fast_ckpt], f"input={art.parent}", f"tracking_uri={uri}",
+    result, _ = predict(work, [f"runs:/{ids['high']}", fast_ckpt], f"input={challenge / 'images_test'}",
+                        f"tracking_uri={uri}",
                         "experiment_name=fer-test", output=tmp_path / "e.csv")
     assert len(result.extra["models"]) == 2
 
@@ -272,7 +297,7 @@ def test_run_folder_resolution(fast_ckpt, work):
 
 
 # ---------------------------------------------------------------------------------------------- bad input
-def test_bad_checkpoints(work, tmp_path, challenge):
+def test_bad_checkpoints(work, tmp_path, challenge, store):
     args = (f"input={challenge / 'images_test'}",)
     with pytest.raises(UserError, match="checkpoint not found"):
         predict(work, tmp_path / "missing.ckpt", *args)
@@ -291,11 +316,10 @@ def test_bad_checkpoints(work, tmp_path, challenge):
     torch.save({"weights": torch.zeros(3)}, plain)
     with pytest.raises(UserError, match="not a fer model checkpoint"):
         predict(work, plain, *args)
-    from fer.tracking.mlflow_logger import ensure_experiment
-
-    ensure_experiment("fer", f"sqlite:///{tmp_path / 'empty.db'}")  # a store without that run
     with pytest.raises(UserError, match="unknown MLflow run id"):
-        predict(work, "f" * 32, *args, f"tracking_uri=sqlite:///{tmp_path / 'empty.db'}")
+        predict(work, "f" * 32, *args, f"tracking_uri={store}")
+    with pytest.raises(UserError, match="no MLflow store"):
+        predict(work, "best", *args)  # predict() points tracking_uri at a file that does not exist
     with pytest.raises(UserError, match="which model"):
         predict(work, "''", *args)
 

@@ -4,18 +4,21 @@ Exact duplicates: identical decoded pixels. Each 2304-byte row is hashed (blake2
 are grouped and every group is verified byte for byte, so a hash collision can never merge two images.
 
 Near duplicates: a shift-tolerant perceptual hash (a pHash variant) plus a Hamming threshold.
-  * The code of an image is the sign pattern of the 63 lowest-frequency DCT coefficients (8x8 minus DC) of
-    its central (48-2*max_shift)^2 crop, with the coefficient vector normalised to unit length (brightness
-    and contrast changes do not move it) and each coefficient compared with its median over the audited
-    images (every bit is then true for half of them: aligned faces all look alike at low frequencies, and a
-    fixed threshold such as 0 or the per-image median would make most bits nearly constant).
+  * An image's code: the 63 lowest-frequency DCT coefficients (8x8 minus DC) of its central
+    (48-2*max_shift)^2 crop, normalised to unit length (brightness and contrast changes do not move it),
+    rotated onto their principal axes (over all crops coded) and split at each axis' median over the
+    images' central crops: 63 bits,
+    each true for half of the images and nearly uncorrelated with the others. (Aligned faces share most of
+    their low-frequency structure: raw coefficient signs are strongly correlated bits, and unrelated faces
+    then collide far more often than by chance - on the synthetic set 40x more at distance <= 6.)
   * A copy shifted by (dy, dx) pixels has the same central crop as the original's crop at offset
     (max_shift-dy, max_shift-dx); so every image is also coded at the shifted crop offsets (half of them:
     pairs are symmetric) and these codes are matched against everyone's central code. Shifts of up to
     `max_shift` pixels therefore cost no Hamming distance at all; only re-encoding noise does.
   * Pairs within the threshold are found with multi-index hashing (`hamming_pairs`): no O(N^2) pass.
-On FER2013 unrelated faces are 13+ bits apart (1 pair in 10^4 below 21), while shifted, re-encoded and
-brightness-changed copies stay within 5 bits; see docs/AUDIT.md for the check of the default threshold.
+On FER2013, copies of real images shifted by 1-2 px, JPEG re-encoded and brightness-changed stay within 3
+bits; pairs found at 5-7 bits are nearly all the same photograph (47 of 48 sampled, checked by eye: see
+docs/AUDIT.md); at 8 bits about a third are look-alikes, and from 9 bits chance collisions grow quickly.
 
 Near pairs exclude pairs that are exact duplicates of each other and images too flat to hash (std below
 `min_std`: they are reported by fer.audit.quality as blank).
@@ -149,13 +152,46 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
     return np.packbits(np.concatenate([bits, pad], axis=-1), axis=-1, bitorder="little").view("<u8")[..., 0]
 
 
+def one_blas_thread():
+    """Context: BLAS on one thread. These products are small or tall-and-thin; on a shared 2-core machine
+    OpenBLAS threads mostly spin and wait (a 420k x 63 Gram matrix took 3-6 s threaded, 0.1 s on one)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(1, user_api="blas")
+    except ImportError:  # threadpoolctl comes with scikit-learn; without it, run as is
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+
 def perceptual_hashes(images: np.ndarray, max_shift: int = MAX_SHIFT) -> tuple[np.ndarray, np.ndarray]:
     """(central codes uint64 [N], shifted codes uint64 [N, len(shift_offsets)]) of 63 bits each."""
+    with one_blas_thread():
+        return _perceptual_hashes(images, max_shift)
+
+
+def _perceptual_hashes(images: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
     coef = dct_coefficients(images, max_shift)
     if len(coef) == 0:
         return np.empty(0, np.uint64), np.empty((0, len(shift_offsets(max_shift))), np.uint64)
-    thresholds = np.median(coef[:, 0], axis=0)
-    codes = pack_bits(coef > thresholds)
+    # decorrelate: rotate onto the principal axes of the central coefficients, then split each axis at its
+    # median. Aligned faces share most of their low-frequency structure, so raw coefficient signs are
+    # strongly correlated bits; on decorrelated bits, unrelated images collide only by chance.
+    # The axes are fitted on every crop coded (central and shifted), which also keeps small sets full rank;
+    # with fewer crops than 4x the dimensions the coefficients are used as they are.
+    k = coef.shape[-1]
+    crops = coef.reshape(-1, k)
+    if len(crops) >= 4 * k:
+        mean = crops.mean(axis=0, dtype=np.float64)
+        centred = crops - mean.astype(np.float32)
+        _, axes = np.linalg.eigh((centred.T @ centred).astype(np.float64))
+        axes = axes[:, ::-1].astype(np.float32)  # largest variance first
+        proj = ((coef - mean.astype(np.float32)).reshape(-1, k) @ axes).reshape(coef.shape)  # one GEMM
+    else:
+        proj = coef
+    thresholds = np.median(proj[:, 0], axis=0)
+    codes = pack_bits(proj > thresholds)
     return codes[:, 0], codes[:, 1:]
 
 
@@ -286,6 +322,8 @@ class Duplicates:
     def groups(self) -> list[np.ndarray]:
         """Cache indices of each exact group, by group id."""
         member = self.group >= 0
+        if not member.any():
+            return []
         order = np.argsort(self.group[member], kind="stable")
         ids = self.group[member][order]
         cuts = np.flatnonzero(np.diff(ids)) + 1

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fer.audit.dedup import one_blas_thread
+
 BLANK_STD = 2.0
 LOW_ENTROPY = 3.0
 NON_FACE_RESIDUAL = 0.55
@@ -65,17 +67,6 @@ def pixel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return std, unique, entropy
 
 
-def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(1, user_api="blas")
-    except ImportError:  # threadpoolctl comes with scikit-learn; without it, run as is
-        from contextlib import nullcontext
-
-        return nullcontext()
-
-
 def face_space_residual(images: np.ndarray, usable: np.ndarray, components: int = NON_FACE_COMPONENTS,
                         seed: int = 0) -> np.ndarray:
     """Fraction of each image's (standardised, 24x24) energy outside the top principal components of the
@@ -91,8 +82,7 @@ def face_space_residual(images: np.ndarray, usable: np.ndarray, components: int 
     fit = np.random.default_rng(seed).choice(pool, min(len(pool), _FIT_SAMPLE), replace=False)
     mean = small[fit].mean(axis=0)
     centred = (small[fit] - mean).astype(np.float64)
-    with _one_blas_thread():  # a 576x576 problem: threads only add overhead (and stall on a busy machine)
-        _, vecs = np.linalg.eigh(centred.T @ centred)
+    _, vecs = np.linalg.eigh(centred.T @ centred)  # 576x576
     basis = vecs[:, ::-1][:, :components].astype(np.float32)
     z = small - mean
     proj = z @ basis
@@ -114,7 +104,8 @@ def assess_quality(images: np.ndarray, indices: np.ndarray | None = None, blank_
     residual = np.full(len(x), np.nan, np.float32)
     checked = bool(non_face) and int((~blank).sum()) >= max(min_images, components + 1)
     if checked:
-        residual = face_space_residual(x, ~blank, components)
+        with one_blas_thread():
+            residual = face_space_residual(x, ~blank, components)
     with np.errstate(invalid="ignore"):
         non_face_flag = residual >= non_face_residual  # nan (blank or not checked) compares False
     return Quality(indices=indices, std=std, unique=unique, entropy=entropy, residual=residual, blank=blank,

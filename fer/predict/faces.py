@@ -56,7 +56,7 @@ class FaceDetector:
     """detect(gray uint8 photo) -> face boxes (x, y, w, h), left to right."""
 
     def __init__(self, backend: str = "auto", min_size: int = 30, min_neighbors: int | None = None,
-                 scale_factor: float = 1.1, max_side: int = 1024):
+                 scale_factor: float = 1.1, max_side: int = 800):
         if backend not in BACKENDS:
             raise UserError(f"face_detector={backend}: expected one of {', '.join(BACKENDS)}")
         haar = _haar_path()
@@ -102,8 +102,20 @@ class FaceDetector:
                                                      min_neighbor_number=self.min_neighbors)
             boxes = [(d["c"], d["r"], d["width"], d["height"]) for d in found]
         boxes = [(int(round(x / scale)), int(round(y / scale)), int(round(bw / scale)), int(round(bh / scale)))
-                 for x, y, bw, bh in boxes]
+                 for x, y, bw, bh in suppress_overlaps(boxes)]
         return sorted(boxes, key=lambda b: (b[0], b[1]))
+
+
+def suppress_overlaps(boxes: list[Box], threshold: float = 0.5) -> list[Box]:
+    """One box per face: drop a box when more than `threshold` of the smaller one's area overlaps a bigger kept
+    box (cascades sometimes report the same face at two neighbouring scales)."""
+    kept: list[Box] = []
+    for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
+        x, y, w, h = b
+        if all(max(0, min(x + w, kx + kw) - max(x, kx)) * max(0, min(y + h, ky + kh) - max(y, ky))
+               <= threshold * min(w * h, kw * kh) for kx, ky, kw, kh in kept):
+            kept.append(b)
+    return kept
 
 
 def crop_face(img: np.ndarray, box: Box, margin: float = 0.1) -> np.ndarray:

@@ -1,0 +1,169 @@
+"""Faces in the wild: detection on a real photo (scikit-image's astronaut, shipped with the package), none on a
+photo without a face, crops, annotated copies, and predict.py's face_detect rows."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("FER_ROOT", str(ROOT))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from skimage.data import astronaut  # noqa: E402
+
+from fer.cli import UserError  # noqa: E402
+from fer.data.errors import DataError  # noqa: E402
+from fer.predict.faces import FaceDetector, crop_face, scan_photos  # noqa: E402
+
+# the astronaut's face in skimage.data.astronaut() (512x512): centre and size, measured by eye
+FACE_CENTRE = (222, 115)
+FACE_SIZE = 95
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One thread for torch, OpenMP and BLAS: on a shared, loaded machine two spinning threads are 2x slower."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    cv2.imwrite(str(folder / "astronaut.jpg"), cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR))
+    y, x = np.mgrid[0:240, 0:320]
+    scene = ((x + y) * 255 / 560).astype(np.uint8)  # a smooth gradient with a plain disc: nothing face-like
+    cv2.circle(scene, (160, 120), 50, 30, -1)
+    cv2.imwrite(str(folder / "no_face.png"), scene)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def _near_face(box) -> bool:
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    return abs(cx - FACE_CENTRE[0]) < 30 and abs(cy - FACE_CENTRE[1]) < 30 and 0.6 < w / FACE_SIZE < 1.6
+
+
+def test_detects_the_astronaut(detector):
+    gray = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)
+    boxes = detector.detect(gray)
+    assert len(boxes) == 1 and _near_face(boxes[0]), boxes
+
+
+def test_big_photo_is_searched_downscaled_but_boxes_are_in_photo_pixels(detector):
+    gray = cv2.resize(cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY), (1536, 1536))  # 3x, > face_max_side
+    boxes = detector.detect(gray)
+    assert any(_near_face([v / 3 for v in b]) for b in boxes), boxes
+
+
+def test_overlapping_detections_of_one_face_are_merged():
+    from fer.predict.faces import suppress_overlaps
+
+    kept = suppress_overlaps([(514, 190, 298, 298), (583, 228, 240, 240), (1248, 1294, 98, 98)])
+    assert kept == [(514, 190, 298, 298), (1248, 1294, 98, 98)]
+
+
+def test_no_face(detector, photos):
+    assert detector.detect(cv2.imread(str(photos / "no_face.png"), cv2.IMREAD_GRAYSCALE)) == []
+    assert detector.detect(np.zeros((10, 10), np.uint8)) == []  # smaller than any face
+
+
+def test_crop_is_48x48_gray_with_margin_clipped_to_photo():
+    img = np.zeros((100, 120, 3), np.uint8)
+    img[20:60, 30:70] = 255
+    face = crop_face(img, (30, 20, 40, 40), margin=0.0)
+    assert face.shape == (48, 48) and face.dtype == np.uint8 and face.min() == 255
+    wide = crop_face(img, (30, 20, 40, 40), margin=0.25)  # 10 px of black on each side
+    assert wide[0, 0] == 0 and wide[24, 24] == 255
+    assert crop_face(img, (0, 0, 40, 40), margin=0.5).shape == (48, 48)  # margin past the edge: clipped
+
+
+def test_scan_photos_and_bad_photo(detector, photos, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    paths = [str(photos / "astronaut.jpg"), str(photos / "no_face.png"), str(bad)]
+    with pytest.raises(DataError, match="broken.jpg"):
+        scan_photos(paths, detector)
+    scan = scan_photos(paths, detector, on_bad_image="skip")
+    assert scan.n_faces == 1 and scan.crops.shape == (1, 48, 48)
+    assert [len(b) for b in scan.boxes] == [1, 0] and len(scan.skipped) == 1
+
+
+def test_unknown_backend():
+    with pytest.raises(UserError, match="face_detector"):
+        FaceDetector("dlib")
+
+
+# ---------------------------------------------------------------------------------------------- predict.py
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """A small untrained MLP saved the way train.py saves models (the labels do not matter here)."""
+    import torch
+
+    from fer.models.mlp import MLP
+
+    torch.manual_seed(0)
+    model = MLP(hidden=(32,))
+    path = tmp_path_factory.mktemp("ckpt") / "mlp.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "fer_model_class": "fer.models.mlp.MLP"}, path)
+    return path
+
+
+def _predict(ckpt: Path, tmp_path: Path, *overrides: str):
+    from fer.predict.app import run_predict
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("predict", overrides=[f"ckpt={ckpt}", f"output={tmp_path / 'faces.csv'}", "face_detect=true",
+                                            f"paths.cache_dir={tmp_path / 'cache'}", "progress=false", *overrides])
+    return run_predict(cfg)
+
+
+def test_predict_faces_rows_and_annotations(ckpt, photos, tmp_path):
+    result = _predict(ckpt, tmp_path, f"input={photos}", "probabilities=true", f"annotate={tmp_path / 'drawn'}")
+    with open(tmp_path / "faces.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:7] == ["image", "face", "x", "y", "w", "h", "label"] and list(rows[0])[-1] == "note"
+    assert len(rows) == result.rows == 2
+    face, none = rows  # sorted by photo name: astronaut.jpg, no_face.png
+    assert face["image"] == "astronaut.jpg" and face["face"] == "0" and face["note"] == ""
+    assert _near_face(tuple(int(face[k]) for k in "xywh"))
+    assert 0 <= int(face["label"]) < 7
+    assert abs(sum(float(v) for k, v in face.items() if k.startswith("prob_")) - 1) < 1e-4
+    assert none["image"] == "no_face.png" and none["face"] == "-1" and none["label"] == ""
+    assert none["note"] == "no face detected"
+    assert result.probs.shape == (1, 7)
+    drawn = cv2.imread(str(tmp_path / "drawn" / "astronaut.jpg"))
+    original = cv2.imread(str(photos / "astronaut.jpg"))
+    assert drawn.shape == original.shape and np.abs(drawn.astype(int) - original).max() > 100  # boxes drawn
+    assert (tmp_path / "drawn" / "no_face.png").is_file()
+
+
+def test_predict_faces_bad_input(ckpt, photos, tmp_path):
+    with pytest.raises(UserError, match="face_detect=true needs photos"):
+        _predict(ckpt, tmp_path)
+    bad = tmp_path / "in" / "broken.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x89PNG nothing")
+    with pytest.raises(DataError, match="broken.png"):
+        _predict(ckpt, tmp_path, f"input=[{bad},{photos / 'astronaut.jpg'}]")
+    result = _predict(ckpt, tmp_path, f"input=[{bad},{photos / 'astronaut.jpg'}]", "on_bad_image=skip")
+    assert result.skipped == 1 and Path(result.skipped_file).is_file() and result.rows == 1
+    with pytest.raises(DataError, match="none of the 1 photo"):
+        _predict(ckpt, tmp_path, f"input={bad}", "on_bad_image=skip")
