@@ -18,7 +18,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
 
 from fer.data.errors import DataError
-from fer.tracking.mlflow_logger import make_mlflow_logger, retry
+from fer.tracking.mlflow_logger import retry, ui_url
 from fer.tracking.reports import write_test_reports
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,12 @@ def run_training(cfg: DictConfig, model_name: str = "model") -> dict[str, float]
     if mlflow_logger is not None:
         import mlflow
 
+        uri = mlflow_logger.experiment.tracking_uri
+        mlflow.set_tracking_uri(uri)  # the fluent API below must write to the same store as the logger
         with mlflow.start_run(run_id=mlflow_logger.run_id, nested=False):
             model.log_mlflow_model("model")
+        log.info("MLflow: mlflow ui --backend-store-uri %s, then open %s", uri,
+                 ui_url("http://127.0.0.1:5000", mlflow_logger.experiment_id, mlflow_logger.run_id))
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     log.info("results: %s", json.dumps(results, indent=1))
     return results

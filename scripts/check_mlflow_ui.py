@@ -76,7 +76,7 @@ class UICheckResult:
 
     def summary(self) -> str:
         lines = [f"OK: MLflow {self.mlflow_version} UI shows experiment {self.experiment_id} as a runs table "
-                 f"({self.n_runs} runs; checked {', '.join(self.run_names)})",
+                 f"({self.n_runs} run{'' if self.n_runs == 1 else 's'}; checked {', '.join(self.run_names)})",
                  f"  runs page: {self.url}  [{self.title}]"]
         if self.screenshot:
             lines.append(f"  screenshot: {self.screenshot}")

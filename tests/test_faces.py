@@ -60,10 +60,16 @@ def _near_face(box) -> bool:
     return abs(cx - FACE_CENTRE[0]) < 30 and abs(cy - FACE_CENTRE[1]) < 30 and 0.6 < w / FACE_SIZE < 1.6
 
 
-def test_detects_the_astronaut(detector):
-    gray = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)
-    boxes = detector.detect(gray)
+@pytest.mark.parametrize("backend", ["opencv", "skimage"])
+def test_detects_the_astronaut_and_nothing_else(backend, photos):
+    from fer.predict.faces import _haar_path
+
+    if backend == "opencv" and _haar_path() is None:
+        pytest.skip(f"OpenCV {cv2.__version__} has no Haar cascade (auto uses skimage's LBP cascade)")
+    detector = FaceDetector(backend)
+    boxes = detector.detect(cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY))
     assert len(boxes) == 1 and _near_face(boxes[0]), boxes
+    assert detector.detect(cv2.imread(str(photos / "no_face.png"), cv2.IMREAD_GRAYSCALE)) == []
 
 
 def test_big_photo_is_searched_downscaled_but_boxes_are_in_photo_pixels(detector):

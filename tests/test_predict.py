@@ -276,6 +276,10 @@ def test_runs_and_best_resolution(fast_ckpt, work, tmp_path, store, challenge):
     got = resolve(remote.info.run_id)
     assert got.how == "mlflow artifact" and got.path.is_file() and got.path.name == "epoch_007.ckpt"
     assert str(got.path).startswith(str(tmp_path / "downloads"))
+    named = resolve(f"runs:/{remote.info.run_id}/checkpoints/epoch_007.ckpt")
+    assert named.path.read_bytes() == art.read_bytes()
+    with pytest.raises(UserError, match="cannot download artifact"):
+        resolve(f"runs:/{remote.info.run_id}/checkpoints/nope.ckpt")
     with pytest.raises(UserError, match="unknown MLflow run id"):
         resolve("0" * 32)
     with pytest.raises(UserError, match="no MLflow experiment"):

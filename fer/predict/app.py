@@ -118,6 +118,10 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     from fer.predict.ensemble import load_ensemble
 
     seconds["imports"] = time.perf_counter() - t
+    if cfg.get("num_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.num_threads))
     device = select_device(cfg.device)
     dtype = select_precision(cfg.precision, device)
     t = time.perf_counter()
@@ -277,7 +281,9 @@ def _print_summary(cfg, r: PredictResult) -> None:
         lines.append(f"  skipped {r.skipped} unreadable image(s), listed in {r.skipped_file}")
     if r.resized or r.color:
         lines.append(f"  converted on reading: {r.resized} resized to 48x48, {r.color} colour -> grayscale "
-                     f"(counts over the {e.get('cache_images', '')} images of the cache entry)")
+                     f"(counts over the {e.get('cache_images', '')} images of the cache entry)"
+                     + ("; photos rather than face crops? face_detect=true finds and crops the faces first"
+                        if r.resized and e.get("source") == "images" else ""))
     if e.get("annotated"):
         lines.append(f"  annotated photos in {Path(cfg.annotate).expanduser()}")
     lines.append(f"wrote {r.output} ({r.rows} rows; columns {','.join(e['columns'][:2])}"

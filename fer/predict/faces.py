@@ -1,10 +1,10 @@
 """Faces in the wild: find faces in photos, crop them (with a margin) to 48x48 grayscale, draw the results.
 
-Detector: OpenCV's bundled Haar cascade (cv2.data.haarcascades + haarcascade_frontalface_default.xml) when the
-installed OpenCV has it. OpenCV 5 moved the cascade classifier out of the main package (cv2.CascadeClassifier
-and the XML files are gone from opencv-python 5.x), so then the LBP frontal-face cascade that ships with
-scikit-image (skimage.data.lbp_frontal_face_cascade_filename()) is used: same idea (a boosted cascade over a
-sliding window), no download either way.
+Detector (face_detector=auto): OpenCV's bundled Haar cascade (cv2.data.haarcascades +
+haarcascade_frontalface_default.xml; requirements pin OpenCV 4.x, which ships it). OpenCV 5 dropped the cascade
+classifier and its XML files from the main package; with such an OpenCV, auto falls back to the LBP frontal-face
+cascade that ships with scikit-image (skimage.data.lbp_frontal_face_cascade_filename()): the same kind of
+boosted sliding-window cascade. Neither needs a download.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,10 +98,37 @@ class _Store:
             return Resolved(Path(tagged), spec, run_id, "mlflow tag")
         return self._download(run_id, spec, Path(tagged).name if tagged else None)
 
-    def _download(self, run_id: str, spec: str, wanted: str | None) -> Resolved:
+    def artifact(self, run_id: str, artifact: str, spec: str) -> Resolved:
+        self.get_run(run_id)  # a clear message for an unknown run
+        local = self._fetch(run_id, artifact)
+        if not local.is_file():
+            raise UserError(f"run {run_id}: artifact {artifact!r} is not a file; give e.g. "
+                            f"runs:/{run_id}/{ARTIFACT_DIR}/<name>.ckpt")
+        return Resolved(local, spec, run_id, "mlflow artifact")
+
+    def _fetch(self, run_id: str, artifact: str) -> Path:
+        """The artifact's local copy in <download_dir>/<run id>/ (MLflow puts a single file there by its name),
+        downloaded on first use."""
         target = self.download_dir / run_id
-        if wanted and (target / ARTIFACT_DIR / wanted).is_file():  # downloaded before
-            return Resolved(target / ARTIFACT_DIR / wanted, spec, run_id, "mlflow artifact")
+        if (target / Path(artifact).name).is_file():  # downloaded before
+            return target / Path(artifact).name
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target))  # an interrupted download leaves no file
+        try:
+            local = Path(self.client.download_artifacts(run_id, artifact, str(tmp)))
+            if not local.is_file():
+                return local
+            os.replace(local, target / local.name)
+            return target / local.name
+        except Exception as exc:  # noqa: BLE001 - artifact repositories raise many kinds
+            raise UserError(f"run {run_id}: cannot download artifact {artifact!r} "
+                            f"({str(exc).splitlines()[0]})") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _download(self, run_id: str, spec: str, wanted: str | None) -> Resolved:
+        if wanted and (self.download_dir / run_id / wanted).is_file():  # downloaded before
+            return Resolved(self.download_dir / run_id / wanted, spec, run_id, "mlflow artifact")
         try:
             files = [f.path for f in self.client.list_artifacts(run_id, ARTIFACT_DIR) if f.path.endswith(".ckpt")]
         except Exception as exc:  # noqa: BLE001 - artifact repositories raise many kinds
@@ -109,12 +138,7 @@ class _Store:
                             f"{ARTIFACT_DIR}/*.ckpt artifact")
         chosen = next((f for f in files if wanted and Path(f).name == wanted), None) or \
             next((f for f in sorted(files) if Path(f).name != "last.ckpt"), sorted(files)[0])
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            local = self.client.download_artifacts(run_id, chosen, str(target))
-        except Exception as exc:  # noqa: BLE001
-            raise UserError(f"run {run_id}: cannot download {chosen} ({str(exc).splitlines()[0]})") from exc
-        return Resolved(Path(local), spec, run_id, "mlflow artifact")
+        return Resolved(self._fetch(run_id, chosen), spec, run_id, "mlflow artifact")
 
 
 def _run_folder(folder: Path, spec: str, store: _Store) -> Resolved:
@@ -161,9 +185,11 @@ def resolve_checkpoint(spec: str, tracking_uri: str, experiment_name: str = "fer
         resolved.how = f"best {BEST_METRIC}, {resolved.how}"
         return resolved
     if spec.startswith("runs:/"):
-        run_id = spec[len("runs:/"):].strip("/").split("/", 1)[0]
+        run_id, _, artifact = spec[len("runs:/"):].strip("/").partition("/")
         if not run_id:
             raise UserError(f"ckpt={spec}: no run id after runs:/")
+        if artifact:  # runs:/<id>/checkpoints/epoch_003.ckpt: that artifact
+            return store.artifact(run_id, artifact, spec)
         return store.checkpoint_of(run_id, spec)
     if _RUN_ID.fullmatch(spec):
         return store.checkpoint_of(spec, spec)
