@@ -39,3 +39,12 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
+    # Everything is written (the CSV renamed into place) and reported by now. Interpreter shutdown with torch and
+    # Lightning loaded spends ~1.5 s tearing modules down on this 2-core machine: flush and leave instead.
+    import logging
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -166,6 +166,8 @@ def test_label_names_folder_and_list_inputs(fast_ckpt, work, challenge):
     files = [folder / "colour.jpg", folder / "big_odd.png"]
     result, out = predict(work, fast_ckpt, f"input=[{files[0]},{files[1]}]")
     assert [r[0] for r in read_csv(out)[1]] == ["big_odd.png", "colour.jpg"]
+    result, out = predict(work, fast_ckpt, f"input=[{files[0]}]", "columns=[id,emotion]")
+    assert read_csv(out)[0] == ["id", "emotion"]
 
 
 def test_output_names_keep_folders_when_file_names_clash():
@@ -369,13 +371,20 @@ def test_csv_is_never_partial(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv"]
 
 
-def test_cli_one_line_error(tmp_path):
-    """The real command: a wrong checkpoint gives one 'error:' line, exit code 2, no traceback (and fails fast:
-    before torch is imported)."""
-    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt={tmp_path / 'nope.ckpt'}",
-                           f"input={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
+@pytest.mark.parametrize("case", ["missing", "not_a_checkpoint", "empty_folder"])
+def test_cli_one_line_error(case, fast_ckpt, tmp_path):
+    """The real command: one 'error:' line, exit code 2, no traceback; these fail before torch is imported."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    notes = tmp_path / "notes.ckpt"
+    notes.write_text("not a model")
+    ckpt, expected = {"missing": (tmp_path / "nope.ckpt", "checkpoint not found"),
+                      "not_a_checkpoint": (notes, "not a PyTorch checkpoint"),
+                      "empty_folder": (fast_ckpt, "empty folder")}[case]
+    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt={ckpt}", f"input={empty}",
+                           f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "checkpoint not found" in errors[0]
+    assert len(errors) == 1 and expected in errors[0], proc.stderr

@@ -57,11 +57,12 @@ def trained(tmp_path_factory):
                          default_root_dir=tmp, callbacks=[recorder], enable_progress_bar=False,
                          enable_model_summary=False)
     trainer.fit(model, datamodule=dm)
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     ckpt = trainer.checkpoint_callback.best_model_path
     test_metrics = trainer.test(model, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
     x_test = to_unit_float(torch.from_numpy(np.ascontiguousarray(dm.cache.images[dm.idx["test"]])))
     y_test = torch.from_numpy(dm.cache.labels[dm.idx["test"]])
-    return SimpleNamespace(dm=dm, model=model, trainer=trainer, recorder=recorder, ckpt=ckpt,
+    return SimpleNamespace(dm=dm, model=model, trainer=trainer, recorder=recorder, ckpt=ckpt, fit_metrics=fit_metrics,
                            test_metrics=test_metrics, x_test=x_test, y_test=y_test)
 
 
@@ -96,7 +97,8 @@ def test_fits_once_in_exactly_one_epoch(trained):
     assert model.fit_info["svm_n_train"] == n_batches * 64
     assert Path(trained.ckpt).is_file()
     assert 0.0 < float(model.temperature) < 1e3 and float(model.temperature) != 1.0  # fitted on val
-    assert "val/acc" in trainer.callback_metrics and "val/loss" in trainer.callback_metrics
+    assert {"val/acc", "val/loss", "val/temperature", "train/svm_fit_seconds"} <= set(trained.fit_metrics)
+    assert trained.fit_metrics["val/temperature"] == pytest.approx(float(model.temperature))
 
 
 def test_svm_saw_unaugmented_training_images(trained):

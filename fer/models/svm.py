@@ -173,16 +173,19 @@ class HogSVM(FERClassifier):
 
     train_augmentation = False  # the SVM is fitted once on the images as they are
 
-    def __init__(self, orientations: int = 9, cell_sizes: tuple[int, ...] = (8,), cells_per_block: int = 2,
-                 block_norm: str = "L2-Hys", transform_sqrt: bool = False, soft_binning: bool = False,
+    def __init__(self, orientations: int = 9, cell_sizes: tuple[int, ...] = (8, 6, 4), cells_per_block: int = 2,
+                 block_norm: str = "L2-Hys", transform_sqrt: bool = False, soft_binning: bool = True,
                  pca_components: int | float | None = 200, pca_whiten: bool = False, kernel: str = "rbf",
-                 C: float = 10.0, gamma: str | float = "scale", svc_cache_mb: int = 1000, seed: int = 0,
+                 C: float = 3.0, gamma: str | float = "scale", svc_cache_mb: int = 1000, random_state: int = 0,
                  **kwargs):
         self.hog_settings = dict(orientations=int(orientations), cell_sizes=tuple(int(c) for c in cell_sizes),
                                  cells_per_block=int(cells_per_block), block_norm=block_norm,
                                  transform_sqrt=bool(transform_sqrt), soft_binning=bool(soft_binning))
         kwargs.setdefault("channels_last", False)
         super().__init__(**kwargs)
+        # no optimiser: drop the base's optimizer=None / scheduler=None from the saved and logged hyper-parameters
+        # (Lightning's way for a subclass; rebuilding from a checkpoint gets the same None defaults)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.automatic_optimization = False
         # the fitted softmax temperature; a buffer, so it travels in the state dict
         self.register_buffer("temperature", torch.ones(()))
@@ -213,10 +216,10 @@ class HogSVM(FERClassifier):
         steps: list[tuple[str, Any]] = [("hog", HogFeatures(**self.hog_settings)), ("scale", StandardScaler())]
         if hp.pca_components:
             steps.append(("pca", PCA(n_components=hp.pca_components, whiten=hp.pca_whiten, svd_solver="auto",
-                                     random_state=hp.seed)))
+                                     random_state=hp.random_state)))
         steps.append(("svc", SVC(kernel=hp.kernel, C=hp.C, gamma=hp.gamma, class_weight=class_weight,
                                  decision_function_shape="ovr", break_ties=True, cache_size=hp.svc_cache_mb,
-                                 random_state=hp.seed)))
+                                 random_state=hp.random_state)))
         return Pipeline(steps)
 
     # ---- features and scores ---------------------------------------------------------------------------
@@ -235,6 +238,11 @@ class HogSVM(FERClassifier):
         return scores * self.temperature.to(x.device, torch.float32)
 
     # ---- training: collect, then fit once --------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.trainer.world_size > 1:  # each process would fit its own SVM on its shard
+            raise RuntimeError("HogSVM fits in one process (scikit-learn on the CPU): train it with "
+                               "trainer.devices=1, not a multi-process strategy")
+
     def on_train_epoch_start(self) -> None:
         if self.fitted:  # e.g. resumed from a checkpoint of a fitted model: nothing left to do
             self.trainer.should_stop = True
@@ -350,7 +358,8 @@ class HogSVM(FERClassifier):
             raise RuntimeError("HogSVM is not fitted; nothing to log")
         example = np.zeros((1, IMAGE_SIZE * IMAGE_SIZE), dtype=np.float32)
         mlflow.sklearn.log_model(self.pipeline, name=artifact_path, input_example=example,
-                                 code_paths=[fer.__path__[0]])
+                                 code_paths=[fer.__path__[0]],
+                                 skops_trusted_types=[f"{HogFeatures.__module__}.{HogFeatures.__qualname__}"])
         mlflow.log_param("svm_temperature", float(self.temperature))
 
 

@@ -104,17 +104,25 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     if cfg.face_detect and not inputs:
         raise UserError("face_detect=true needs photos: input=photo.jpg, input=FOLDER or input=[a.jpg,b.jpg]")
 
-    # checkpoints first: a wrong ckpt= fails in a second, before torch and Lightning are imported
+    # everything that can be wrong with the call is checked before torch and Lightning are imported (seconds):
+    # checkpoints exist and are zip files, the images are listed (and cached), faces found
     t = time.perf_counter()
     resolved = resolve_all(_as_list(cfg.ckpt), cfg.tracking_uri, cfg.experiment_name,
                            Path(cfg.paths.cache_dir) / "checkpoints")
     for r in resolved:
         log.info("checkpoint: %s", r.describe())
     seconds["resolve"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if cfg.face_detect:
+        data = _scan_faces(cfg, inputs)
+        seconds["faces"] = time.perf_counter() - t
+    else:
+        data = _read_images(cfg, inputs)
+        seconds["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
     import fer.models.loading  # noqa: F401 - torch + Lightning: most of the start-up, timed on its own
-    from fer.predict.engine import select_device, select_precision
+    from fer.predict.engine import predict_array, select_device, select_precision
     from fer.predict.ensemble import load_ensemble
 
     seconds["imports"] = time.perf_counter() - t
@@ -127,11 +135,16 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     t = time.perf_counter()
     model = load_ensemble([r.path for r in resolved], device)
     seconds["model load"] = time.perf_counter() - t
-    on_bad = cfg.on_bad_image
-    if cfg.face_detect:
-        result = _predict_faces(cfg, inputs, model, device, dtype, on_bad, seconds)
-    else:
-        result = _predict_images(cfg, inputs, model, device, dtype, on_bad, seconds)
+
+    t = time.perf_counter()
+    images, idx = (data.crops, None) if cfg.face_detect else (data.cache.images, data.idx)
+    probs = predict_array(model, images, idx, cfg.batch_size, device, dtype, cfg.tta,
+                          cfg.tta_shift if cfg.tta_shifts else 0, cfg.progress and not cfg.face_detect)
+    seconds["predict"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    result = _write_faces(cfg, data, probs, seconds) if cfg.face_detect else _write_images(cfg, data, probs, seconds)
+    seconds["csv"] = time.perf_counter() - t
     result.seconds["total"] = time.perf_counter() - t_start + seconds.get("start-up", 0.0)
     result.extra.update(device=str(device), precision="bf16" if dtype is not None else "fp32",
                         models=[r.describe() for r in resolved], model_names=model.names)
@@ -139,14 +152,23 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     return result
 
 
-def _predict_images(cfg, inputs, model, device, dtype, on_bad, seconds) -> PredictResult:
+@dataclass
+class _Images:
+    source: Any
+    cache: Any  # fer.data.cache.ImageCache
+    split: str
+    idx: np.ndarray  # rows of the cache to predict
+    names: list[str]  # their names in the CSV
+    columns: tuple[str, ...]
+
+
+def _read_images(cfg, inputs: list[str]) -> _Images:
+    """The images to predict, through the cache: input= files/folders, or the data source's split."""
     import hydra.utils
 
     from fer.data.cache import open_cache
     from fer.data.sources import ImageListSource
-    from fer.predict.engine import predict_array
 
-    t = time.perf_counter()
     if inputs:
         source = ImageListSource(paths=inputs)
         columns = DEFAULT_COLUMNS
@@ -160,63 +182,54 @@ def _predict_images(cfg, inputs, model, device, dtype, on_bad, seconds) -> Predi
         columns = tuple(_as_list(cfg.columns))
         if len(columns) != 2:
             raise UserError(f"columns={list(columns)}: give two names, e.g. columns=[id,label]")
-    cache = open_cache(source, cfg.paths.cache_dir, on_bad, cfg.progress)
+    cache = open_cache(source, cfg.paths.cache_dir, cfg.on_bad_image, cfg.progress)
     split = choose_split(cache, None if inputs else cfg.split)
     idx = cache.split_indices(split)
     names_all = cache.names
-    names = output_names([names_all[i] for i in idx])
-    seconds["data"] = time.perf_counter() - t
+    return _Images(source, cache, split, idx, output_names([names_all[i] for i in idx]), tuple(columns))
 
-    t = time.perf_counter()
-    probs = predict_array(model, cache.images, idx, cfg.batch_size, device, dtype, cfg.tta,
-                          cfg.tta_shift if cfg.tta_shifts else 0, cfg.progress)
-    seconds["predict"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    header, rows = prediction_table(names, probs, columns, cfg.label_format, cfg.probabilities)
+def _write_images(cfg, data: _Images, probs: np.ndarray, seconds: dict[str, float]) -> PredictResult:
+    names, idx, cache = data.names, data.idx, data.cache
+    header, rows = prediction_table(names, probs, data.columns, cfg.label_format, cfg.probabilities)
     if len(rows) != len(idx):  # never a submission that silently lost images
         raise RuntimeError(f"{len(rows)} CSV rows for {len(idx)} predicted images")
     written = write_csv_atomic(cfg.output, header, rows)
     if written != len(idx):
         raise RuntimeError(f"wrote {written} CSV rows for {len(idx)} predicted images")
-    seconds["csv"] = time.perf_counter() - t
 
     order = np.argsort(np.asarray(names, dtype=object), kind="stable")
     preds = probs.argmax(1) if len(probs) else np.empty(0, dtype=np.int64)
     result = PredictResult(output=Path(cfg.output), names=[names[i] for i in order], probs=probs[order],
                            counts=_counts(preds), seconds=seconds,
-                           images_per_s=len(idx) / max(seconds["predict"], 1e-9), split=split, rows=written,
+                           images_per_s=len(idx) / max(seconds["predict"], 1e-9), split=data.split, rows=written,
                            skipped=int(cache.info.get("skipped", 0)), resized=int(cache.info.get("resized", 0)),
                            color=int(cache.info.get("color", 0)))
     if result.skipped:
         result.skipped_file = str(cache.path / "skipped.csv")
-    result.extra.update(source=source.name, cache_images=len(cache), columns=list(header))
+    result.extra.update(source=data.source.name, cache_images=len(cache), columns=list(header))
     labels = cache.labels[idx]
     if len(labels) and (labels >= 0).all():
         result.accuracy, result.f1_macro = _metrics(labels, preds)
     return result
 
 
-def _predict_faces(cfg, inputs, model, device, dtype, on_bad, seconds) -> PredictResult:
+def _scan_faces(cfg, inputs: list[str]):
     from fer.data.sources import ImageListSource
-    from fer.predict.engine import predict_array
-    from fer.predict.faces import FaceDetector, annotate_photo, scan_photos
+    from fer.predict.faces import FaceDetector, scan_photos
 
-    t = time.perf_counter()
     photos = ImageListSource(paths=inputs).manifest().names  # files and folders listed as for predict
     detector = FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
                             cfg.face_max_side)
-    scan = scan_photos(photos, detector, cfg.face_margin, on_bad, cfg.progress)
-    seconds["faces"] = time.perf_counter() - t
+    scan = scan_photos(photos, detector, cfg.face_margin, cfg.on_bad_image, cfg.progress)
     if not scan.photos:
         raise DataError(f"none of the {len(photos)} photo(s) could be read; see the messages above")
+    return scan
 
-    t = time.perf_counter()
-    probs = predict_array(model, scan.crops, None, cfg.batch_size, device, dtype, cfg.tta,
-                          cfg.tta_shift if cfg.tta_shifts else 0, False)
-    seconds["predict"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+def _write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> PredictResult:
+    from fer.predict.faces import annotate_photo
+
     shown = output_names(scan.photos)
     starts = np.cumsum([0] + [len(b) for b in scan.boxes])
     header = list(FACE_COLUMNS) + (list(PROB_COLUMNS) if cfg.probabilities else []) + ["note"]
@@ -249,7 +262,6 @@ def _predict_faces(cfg, inputs, model, device, dtype, on_bad, seconds) -> Predic
         for p, photo in enumerate(scan.photos):
             annotated.append(str(annotate_photo(photo, scan.boxes[p], probs[starts[p]:starts[p + 1]],
                                                 folder / shown[p])))
-    seconds["csv"] = time.perf_counter() - t
 
     stacked = np.stack(row_probs) if row_probs else np.empty((0, NUM_CLASSES), dtype=np.float32)
     result = PredictResult(output=Path(cfg.output), names=row_names, probs=stacked,
@@ -257,7 +269,7 @@ def _predict_faces(cfg, inputs, model, device, dtype, on_bad, seconds) -> Predic
                            seconds=seconds, images_per_s=scan.n_faces / max(seconds["predict"], 1e-9),
                            rows=written, skipped=len(scan.skipped),
                            skipped_file=str(skipped_file) if skipped_file else None)
-    result.extra.update(photos=len(scan.photos), faces=scan.n_faces, no_face=no_face, detector=detector.describe(),
+    result.extra.update(photos=len(scan.photos), faces=scan.n_faces, no_face=no_face, detector=scan.detector,
                         annotated=annotated, columns=header)
     return result
 

@@ -137,6 +137,7 @@ class FaceScan:
     boxes: list[list[Box]] = field(default_factory=list)  # per photo
     crops: np.ndarray = field(default_factory=lambda: np.empty((0, 48, 48), dtype=np.uint8))
     skipped: BadInputLog = field(default_factory=lambda: BadInputLog("skip"))
+    detector: str = ""  # which detector found them
 
     @property
     def n_faces(self) -> int:
@@ -148,7 +149,7 @@ def scan_photos(paths: list[str], detector: FaceDetector, margin: float = 0.1, o
     """Decode each photo, detect faces, crop them. Unreadable photos raise (naming the file) or, with
     on_bad_image=skip, are counted in scan.skipped."""
     bad = BadInputLog(on_bad_image)
-    scan = FaceScan(skipped=bad)
+    scan = FaceScan(skipped=bad, detector=detector.describe())
     crops: list[np.ndarray] = []
     iterator = paths
     if progress and len(paths) > 20:

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,7 +168,16 @@ def _run_folder(folder: Path, spec: str, store: _Store) -> Resolved:
 
 def resolve_checkpoint(spec: str, tracking_uri: str, experiment_name: str = "fer",
                        download_dir: str | Path = ".cache/fer/checkpoints", store: _Store | None = None) -> Resolved:
-    """One ckpt spec -> Resolved. Raises UserError with what was tried."""
+    """One ckpt spec -> Resolved (an existing, readable zip file: what torch.save writes). Raises UserError with
+    what was tried. Loading (fer.models.loading) checks the rest."""
+    resolved = _resolve(spec, tracking_uri, experiment_name, download_dir, store)
+    if not zipfile.is_zipfile(resolved.path):
+        raise UserError(f"{resolved.path} is not a PyTorch checkpoint (expected a .ckpt written by train.py)")
+    return resolved
+
+
+def _resolve(spec: str, tracking_uri: str, experiment_name: str, download_dir: str | Path,
+             store: _Store | None) -> Resolved:
     spec = str(spec).strip()
     if not spec:
         raise UserError(f"ckpt is empty; {_HINT}")
