@@ -111,7 +111,8 @@ class TiledSynthetic:
 
 
 def rss_child(cache_dir: str, n: int) -> None:
-    """Run in a fresh process: stream one augmented epoch over n images, print peak RSS."""
+    """Run in a fresh process (the cache was built by another one, so pages dirtied while writing it are not
+    counted): stream one augmented epoch over n images, print peak RSS."""
     dm = FERDataModule(source=TiledSynthetic(n), cache_dir=cache_dir, batch_size=512, val_fraction=0.0,
                        progress=False, augment=build_augmentation())
     dm.setup("fit")
@@ -132,7 +133,11 @@ def main() -> None:
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--rss-images", type=int, default=1_000_000)
     ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--rss-build", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rss_build:
+        open_cache(TiledSynthetic(int(args.rss_build[1])), args.rss_build[0], progress=False)
+        return
     if args.rss_child:
         rss_child(args.rss_child[0], int(args.rss_child[1]))
         return
@@ -165,6 +170,7 @@ def main() -> None:
           f"{full / CNN_DEEP_TRAIN_IMG_S:.0f}x cnn_deep training ({CNN_DEEP_TRAIN_IMG_S} img/s; target >= 20x)")
     if not args.skip_rss:
         with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, __file__, "--rss-build", tmp, str(args.rss_images)], check=True)
             out = subprocess.run([sys.executable, __file__, "--rss-child", tmp, str(args.rss_images)],
                                  capture_output=True, text=True, check=True).stdout.strip().split()
             fields = dict(zip(out[::2], out[1::2]))

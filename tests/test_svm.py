@@ -116,7 +116,8 @@ def test_svm_saw_unaugmented_training_images(trained):
 def test_datamodule_augments_only_models_that_want_it(tmp_path):
     dm = make_dm(tmp_path)
     batch = (torch.full((4, 48, 48), 200, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64))
-    for module, blanked in ((HogSVM, False), (SimpleNamespace(), True), (SimpleNamespace(train_augmentation=True), True)):
+    cases = ((HogSVM, False), (SimpleNamespace(), True), (SimpleNamespace(train_augmentation=True), True))
+    for module, blanked in cases:
         dm.trainer = SimpleNamespace(training=True, lightning_module=module)
         x, _ = dm.on_after_batch_transfer(batch, 0)
         assert bool((x == 0).all()) is blanked
@@ -183,5 +184,44 @@ def test_hydra_config_builds_the_model():
     assert "optimizer" not in cfg.model and "scheduler" not in cfg.model
     model = instantiate_model(cfg.model)
     assert isinstance(model, HogSVM)
-    assert model.hparams.optimizer is None and model.hparams.scheduler is None
+    # no optimiser: the base's optimizer=None/scheduler=None stay out of the hyper-parameters, which the MLflow
+    # logger would otherwise log over train.py's own "optimizer"/"scheduler" params
+    assert "optimizer" not in model.hparams_initial and "scheduler" not in model.hparams_initial
+    assert model.hparams.random_state == cfg.seed
     assert model.hparams.kernel == cfg.model.kernel and model.hparams.C == cfg.model.C
+
+
+def test_log_mlflow_model_logs_the_sklearn_pipeline(trained, tmp_path):
+    import mlflow
+    import mlflow.sklearn
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run(experiment_id=mlflow.create_experiment("svm-test")) as run:
+            trained.model.log_mlflow_model("model")
+        assert float(mlflow.get_run(run.info.run_id).data.params["svm_temperature"]) == pytest.approx(
+            float(trained.model.temperature))
+        logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                             filter_string=f"source_run_id='{run.info.run_id}'", output_format="list")
+        pipeline = mlflow.sklearn.load_model(logged[0].model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+    flat = trained.x_test.reshape(len(trained.x_test), -1).numpy()
+    np.testing.assert_array_equal(pipeline.predict(flat), trained.model.predict_proba(trained.x_test).argmax(1).numpy())
+
+
+@pytest.mark.parametrize("present", [(0, 3, 5), (2, 6)])
+def test_tiny_training_sets_still_give_seven_scores(present):
+    """Fewer images than PCA components, and classes missing (two classes: sklearn's 1-column decision)."""
+    rng = np.random.default_rng(0)
+    x = torch.rand(24, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    labels = rng.choice(present, size=24)
+    labels[:len(present)] = present
+    model = HogSVM(pca_components=200)
+    model._train_features, model._train_labels = [model.hog.transform(x.reshape(24, -1).numpy())], [labels]
+    model.fit_pipeline()
+    assert model.pipeline.named_steps["pca"].n_components == 24
+    logits = model(x)
+    assert logits.shape == (24, 7)
+    assert set(logits.argmax(1).tolist()) <= set(present)
+    np.testing.assert_array_equal(logits.argmax(1).numpy(), model.pipeline.predict(x.reshape(24, -1).numpy()))

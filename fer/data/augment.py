@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fer.classes import IMAGE_SIZE
@@ -16,11 +17,8 @@ def build_augmentation(shift: int = 4, flip: bool = True, degrees: float = 10.0,
     """Random shift (padded crop), flip, rotation/scale, brightness/contrast, erasing. 0 / False / None turns a
     step off. Input and output: float [B,1,48,48] in [0,1]."""
     ops: list[nn.Module] = []
-    if shift:
-        # reflect padding keeps face statistics at the border instead of black bars
-        ops.append(K.RandomCrop((IMAGE_SIZE, IMAGE_SIZE), padding=int(shift), padding_mode="reflect", p=1.0))
-    if flip:
-        ops.append(K.RandomHorizontalFlip(p=0.5))  # expressions are left-right symmetric
+    if shift or flip:
+        ops.append(RandomShiftFlip(int(shift), bool(flip)))
     if (degrees or scale) and affine_p:
         ops.append(K.RandomAffine(degrees=float(degrees or 0), scale=tuple(scale) if scale else None, p=affine_p,
                                   padding_mode="reflection"))
@@ -29,6 +27,32 @@ def build_augmentation(shift: int = 4, flip: bool = True, degrees: float = 10.0,
     if erasing_p:
         ops.append(K.RandomErasing(p=erasing_p, scale=tuple(erasing_scale)))
     return BatchAugment(ops)
+
+
+class RandomShiftFlip(nn.Module):
+    """Per-sample random shift (reflect-padded crop, up to `shift` px each way) and horizontal flip, as ONE
+    gather over the batch (airbench-style). The most frequent augmentation is also the cheapest: a kornia
+    RandomCrop + RandomHorizontalFlip costs ~10x more per batch on CPU (see bench/loader.py)."""
+
+    def __init__(self, shift: int = 4, flip: bool = True):
+        super().__init__()
+        self.shift, self.flip = shift, flip
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        s = self.shift
+        padded = F.pad(x, (s, s, s, s), mode="reflect") if s else x
+        dy = torch.randint(0, 2 * s + 1, (b, 1, 1), device=x.device)
+        dx = torch.randint(0, 2 * s + 1, (b, 1, 1), device=x.device)
+        rows = torch.arange(h, device=x.device).view(1, h, 1) + dy
+        cols = torch.arange(w, device=x.device).view(1, 1, w)
+        if self.flip:  # mirrored samples read their columns right to left
+            flipped = torch.rand(b, 1, 1, device=x.device) < 0.5
+            cols = torch.where(flipped, w - 1 - cols, cols)
+        cols = cols + dx
+        index = (rows * (w + 2 * s) + cols).view(b, 1, h * w).expand(b, c, h * w)
+        return padded.flatten(2).gather(2, index).view(b, c, h, w)
 
 
 class BatchAugment(nn.Module):

@@ -11,8 +11,10 @@ that one epoch whatever `trainer.max_epochs` is.
 (SVC(break_ties=True), so `pipeline.predict` agrees), probabilities are softmax(logits).
 
 Checkpoints: the fitted pipeline is pickled to bytes under checkpoint["svm_pipeline"] (the temperature is a
-buffer in the state dict). Unpickling runs code, so it goes through an unpickler that only builds classes
-from numpy, scipy, scikit-learn and this module: a checkpoint cannot name anything else to run.
+buffer in the state dict). Unpickling can run code, so it goes through an unpickler that refuses anything
+outside numpy, scipy, scikit-learn and this module: a much narrower surface than plain pickle, but not a
+sandbox; load checkpoints you trust. The fit counts as the run's one optimisation step (global_step 1), else
+ModelCheckpoint would never save. Single process only (DDP would fit one SVM per shard; refused).
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ from sklearn.svm import SVC
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
-from fer.classes import IMAGE_SIZE
+from fer.classes import IMAGE_SIZE, NUM_CLASSES
 from fer.models.base import FERClassifier
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "svm_pipeline"
+_TRAIN_METRICS_MAX = 2000  # training images scored after the fit for train/loss, train/acc (the SVM's own fit)
 
 
 # ---- HOG ---------------------------------------------------------------------------------------------
@@ -197,6 +200,7 @@ class HogSVM(FERClassifier):
         self._val_scores: list[np.ndarray] = []
         self._val_labels: list[np.ndarray] = []
         self._temperature_pending = False
+        self._train_sample: tuple[np.ndarray, np.ndarray] | None = None
 
     def build_net(self) -> nn.Module:
         return nn.Identity()  # nothing to train by gradient
@@ -231,7 +235,20 @@ class HogSVM(FERClassifier):
         """The SVC's one-vs-rest decision values [B,7] (argmax = the SVC's prediction)."""
         if self.pipeline is None:
             raise RuntimeError("HogSVM is not fitted: train it (one epoch) or load a checkpoint of a trained one")
-        return self.pipeline.decision_function(self._pixels(x))
+        return self._all_classes(self.pipeline.decision_function(self._pixels(x)))
+
+    def _all_classes(self, decision: np.ndarray) -> np.ndarray:
+        """Decision values in all NUM_CLASSES columns. A class absent from the training data (tiny sets) gets a
+        score below every other in its row, so it is never predicted."""
+        classes = self.pipeline.named_steps["svc"].classes_
+        decision = np.asarray(decision, dtype=np.float64)
+        if decision.ndim == 1:  # two classes: sklearn gives one column, > 0 for classes[1]
+            decision = np.stack([-decision, decision], axis=1)
+        if len(classes) == NUM_CLASSES:
+            return decision
+        full = np.repeat(decision.min(axis=1, keepdims=True) - 1.0, NUM_CLASSES, axis=1)
+        full[:, classes] = decision
+        return full
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scores = torch.from_numpy(np.asarray(self.decision_scores(x), dtype=np.float32)).to(x.device)
@@ -263,6 +280,15 @@ class HogSVM(FERClassifier):
         labels = np.concatenate(self._train_labels)
         self._train_features, self._train_labels = [], []
         pipeline = self.new_pipeline()
+        pca = pipeline.named_steps.get("pca")
+        most = min(features.shape)
+        if pca is not None and isinstance(pca.n_components, int) and pca.n_components > most:
+            log.warning("HogSVM: pca_components=%d > what %d images of %d features allow; using %d",
+                        pca.n_components, features.shape[0], features.shape[1], most)
+            pca.set_params(n_components=most)
+        # a fixed random subsample of the training set, scored after the fit for train/loss and train/acc
+        keep = np.random.default_rng(self.hparams.random_state).permutation(len(labels))[:_TRAIN_METRICS_MAX]
+        self._train_sample = (features[np.sort(keep)], labels[np.sort(keep)])
         started = time.perf_counter()
         pipeline.steps[0][1].fit()
         pipeline[1:].fit(features, labels)  # same estimator objects: fits the full pipeline in place
@@ -301,6 +327,17 @@ class HogSVM(FERClassifier):
             self.fit_pipeline()
         if self.fit_info:
             self.log_dict({f"train/{k}": v for k, v in self.fit_info.items()})
+        if self.fitted and self._train_sample is not None:
+            # how well the SVM fits (a subsample of) its own training images, after the temperature is known
+            features, labels = self._train_sample
+            self._train_sample = None
+            scores = self._all_classes(self.pipeline[1:].decision_function(features))
+            logits = torch.from_numpy(scores.astype(np.float32)).to(self.device) * self.temperature
+            y = torch.from_numpy(labels).to(self.device)
+            self.train_metrics.update(logits, y)
+            self.log("train/loss", self._loss(logits, y), batch_size=len(y))
+            self.log_dict(self.train_metrics.compute())
+            self.train_metrics.reset()
         if self.fitted:
             self.trainer.should_stop = True
 
@@ -353,12 +390,13 @@ class HogSVM(FERClassifier):
         import mlflow.sklearn
 
         import fer
+        from fer.tracking.mlflow_logger import model_requirements
 
         if self.pipeline is None:
             raise RuntimeError("HogSVM is not fitted; nothing to log")
         example = np.zeros((1, IMAGE_SIZE * IMAGE_SIZE), dtype=np.float32)
         mlflow.sklearn.log_model(self.pipeline, name=artifact_path, input_example=example,
-                                 code_paths=[fer.__path__[0]],
+                                 code_paths=[fer.__path__[0]], pip_requirements=model_requirements(),
                                  skops_trusted_types=[f"{HogFeatures.__module__}.{HogFeatures.__qualname__}"])
         mlflow.log_param("svm_temperature", float(self.temperature))
 
