@@ -168,3 +168,23 @@ def test_real_fer2013_counts(tmp_path):
                       "publictest": [467, 56, 496, 895, 653, 415, 607]}
     assert sum(counts["train"]) == 28709 and sum(counts["publictest"]) == 3589
     assert cache.info["resized"] == 0 and cache.info["skipped"] == 0
+
+
+def test_shift_flip_outputs_are_crops_of_the_padded_image_or_their_mirror():
+    import torch.nn.functional as F
+
+    from fer.data.augment import RandomShiftFlip
+
+    x = torch.rand(32, 1, 48, 48)
+    padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    torch.manual_seed(0)
+    y = RandomShiftFlip(4, True)(x)
+    found_shift = found_flip = 0
+    for i in range(32):
+        crops = [padded[i, :, dy:dy + 48, dx:dx + 48] for dy in range(9) for dx in range(9)]
+        plain = any(torch.equal(y[i], c) for c in crops)
+        mirrored = any(torch.equal(y[i], c.flip(-1)) for c in crops)
+        assert plain or mirrored
+        found_flip += mirrored and not plain
+        found_shift += not torch.equal(y[i], x[i]) and not torch.equal(y[i], x[i].flip(-1))
+    assert found_flip > 5 and found_shift > 20  # both kinds of change happen, per sample

@@ -16,9 +16,6 @@ import torch
 
 from fer.data.cache import ImageCache
 
-# release mmap pages from RSS after this many bytes have been gathered (see ImageCache.release_pages)
-_RELEASE_EVERY_BYTES = 256 * 2**20
-
 
 class BatchStream:
     """Iterable of (images uint8 [B,48,48], labels int64 [B]) batches over `indices` of `images`."""
@@ -32,7 +29,7 @@ class BatchStream:
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.cache = cache  # when the images are a memmap: lets long streams give pages back
+        self.cache = cache  # when the images are its memmap: reads go through cache.gather (bounded RSS)
         self.epoch = 0
         self.sampler = self  # Lightning calls dataloader.sampler.set_epoch(epoch) before each epoch
         self.batch_sampler = None  # Lightning inspects it like a DataLoader's
@@ -60,16 +57,13 @@ class BatchStream:
         idx = self.shard()
         stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
         on_tensor = isinstance(self.images, torch.Tensor)
-        gathered = 0
+        gather = self.cache.gather if self.cache is not None and self.images is self.cache.images else None
         for start in range(0, stop, self.batch_size):
             # sorted within the batch: sequential mmap reads; order inside a batch does not matter
             batch = np.sort(idx[start:start + self.batch_size]) if self.shuffle else idx[start:start + self.batch_size]
             if on_tensor:
                 sel = torch.from_numpy(batch).to(self.images.device)
                 yield self.images.index_select(0, sel), self.labels.index_select(0, sel)
-                continue
-            yield torch.from_numpy(self.images[batch]), torch.from_numpy(self.labels[batch])
-            gathered += batch.size * self.images[0].nbytes
-            if self.cache is not None and gathered > _RELEASE_EVERY_BYTES:
-                self.cache.release_pages()
-                gathered = 0
+            else:
+                images = gather(batch) if gather is not None else self.images[batch]
+                yield torch.from_numpy(images), torch.from_numpy(self.labels[batch])
