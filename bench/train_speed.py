@@ -103,7 +103,7 @@ def main() -> None:
         images = torch.from_numpy(dm.cache.images[dm.idx["train"]].copy())
         labels = torch.from_numpy(dm.cache.labels[dm.idx["train"]].copy())
         for name in args.models.split(","):
-            cfg = model_cfg(name, [])
+            cfg = model_cfg(name, ["model.scheduler=null"])  # no validation here, so no plateau schedule
             light, bare = 0.0, 0.0
             for _ in range(args.repeats):
                 light = max(light, lightning_rate(cfg, dm, args.batches, args.warmup, args.precision))
