@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
 
+from fer.cli import UserError
 from fer.data.errors import DataError
 from fer.tracking.mlflow_logger import retry, ui_url
 from fer.tracking.reports import write_test_reports
@@ -67,7 +68,22 @@ def _flat_params(cfg: DictConfig, model_name: str, data_name: str) -> dict[str, 
             "git_commit": _git_commit(cfg.paths.root_dir)}
 
 
+# config values that must be numbers: a typo in an override (trainer.max_epochs=3O) would otherwise surface as
+# an assertion deep inside Lightning
+_NUMERIC_KEYS = ("seed", "trainer.max_epochs", "trainer.min_epochs", "trainer.log_every_n_steps",
+                 "data.batch_size", "data.eval_batch_size", "data.val_fraction", "data.split_seed",
+                 "model.optimizer.lr", "model.optimizer.weight_decay", "model.label_smoothing")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    for key in _NUMERIC_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"{key}={value!r} is not a number")
+
+
 def run_training(cfg: DictConfig, model_name: str = "model") -> dict[str, float]:
+    validate_config(cfg)
     ckpt_path = None
     if cfg.get("resume"):
         cfg, last = load_resume_config(cfg)

@@ -112,3 +112,18 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert json.loads((out / "results.json").read_text())["test/acc"] >= 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["model=nope"], "Could not find 'model/nope'"),
+    (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' is not a number"),
+    (["model.dropuot=0.1"], "Could not override 'model.dropuot'"),
+    (["data=fer2013", "data.root=/nonexistent/fer"], "data folder not found: /nonexistent/fer"),
+    (["resume=/nonexistent/run"], "resume=/nonexistent/run"),
+])
+def test_cli_mistakes_give_one_clear_message(args, message, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "logger=none",
+                           f"hydra.run.dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
