@@ -72,3 +72,16 @@ def fer_csv(tmp_path: Path) -> Path:
     path = tmp_path / "fer2013.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One thread for torch, OpenMP and BLAS: on a shared, loaded machine two spinning threads are 2x slower."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)

@@ -42,17 +42,7 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One thread for torch, OpenMP and BLAS: on a shared, loaded machine two spinning threads are 2x slower."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ---------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
