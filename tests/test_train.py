@@ -127,3 +127,21 @@ def test_cli_mistakes_give_one_clear_message(args, message, tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode != 0 and message in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("parts", [["model/optimizer=sgd", "model/scheduler=onecycle"],
+                                   ["model/optimizer=adamw", "model/scheduler=cosine"],
+                                   ["model.scheduler=null"]])
+def test_optimizer_and_scheduler_choices_train(parts, tmp_path):
+    fast = [o for o in FAST if not o.startswith(("trainer.max_epochs", "+trainer.limit_train_batches"))]
+    cfg = compose_train(tmp_path, ["model=mlp", "logger=none", *fast, "trainer.max_epochs=2",
+                                   "+trainer.limit_train_batches=5", *parts])
+    results = run_training(cfg, model_name="mlp")
+    assert np.isfinite(results["val/loss"])
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    schedulers = last["lr_schedulers"]
+    assert len(schedulers) == (0 if "model.scheduler=null" in parts else 1)
+    if "model/scheduler=onecycle" in parts:
+        assert schedulers[0]["total_steps"] == 10  # "auto": the Trainer's estimated stepping batches
+    if "model/scheduler=cosine" in parts:
+        assert schedulers[0]["T_max"] == 2
