@@ -139,6 +139,7 @@ def test_optimizer_and_scheduler_choices_train(parts, tmp_path):
     results = run_training(cfg, model_name="mlp")
     assert np.isfinite(results["val/loss"])
     last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 10  # both epochs ran, and the last one was checkpointed
     schedulers = last["lr_schedulers"]
     assert len(schedulers) == (0 if "model.scheduler=null" in parts else 1)
     if "model/scheduler=onecycle" in parts:
