@@ -148,19 +148,11 @@ class FERClassifier(pl.LightningModule):
         # "auto" sizes: filled from the Trainer so one config fits any data size or epoch count
         for key in ("total_steps", "T_max"):
             if cfg.get(key) == "auto":
-                cfg[key] = self._total_steps() if interval == "step" else int(self.trainer.max_epochs)
+                cfg[key] = int(self.trainer.estimated_stepping_batches if interval == "step"
+                               else self.trainer.max_epochs)
         scheduler = hydra.utils.instantiate(cfg, optimizer=optimizer)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval}}
-
-    def _total_steps(self) -> int:
-        """Optimiser steps in the whole fit. Not trainer.estimated_stepping_batches: it loads the train stream
-        early, after which Lightning skipped validation (and so checkpointing) from the second epoch on."""
-        trainer = self.trainer
-        per_epoch = len(trainer.datamodule.train_dataloader())
-        limit = trainer.limit_train_batches
-        per_epoch = min(per_epoch, limit) if isinstance(limit, int) else int(per_epoch * limit)
-        return max(1, per_epoch // trainer.accumulate_grad_batches * int(trainer.max_epochs))
 
     # ---- export --------------------------------------------------------------------------------------
     def log_mlflow_model(self, artifact_path: str = "model") -> None:
