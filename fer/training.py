@@ -149,6 +149,7 @@ def run_training(cfg: DictConfig, model_name: str = "model") -> dict[str, float]
     if mlflow_logger is not None:
         client, run_id = mlflow_logger.experiment, mlflow_logger.run_id
         retry(client.log_metric, run_id, "fit_seconds", fit_seconds)
+        retry(client.log_metric, run_id, "model/params", float(sum(p.numel() for p in model.parameters())))
         if best:
             retry(client.set_tag, run_id, "best_checkpoint", best)
             retry(client.log_artifact, run_id, best, "checkpoints")
