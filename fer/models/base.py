@@ -118,10 +118,15 @@ class FERClassifier(pl.LightningModule):
         out = self.test_outputs
         out["probs"].append(probs.cpu())
         out["labels"].append(y.cpu())
+        # keep a few misclassified images of every true class (test splits are often sorted by class, so
+        # "the first 64" would all be angry)
         wrong = (probs.argmax(1) != y).nonzero().flatten()
-        room = _MAX_MISCLASSIFIED_KEPT - sum(len(w) for w in out["wrong_labels"])
-        if room > 0 and len(wrong):
-            wrong = wrong[:room]
+        kept = torch.bincount(torch.cat(out["wrong_labels"]), minlength=NUM_CLASSES) if out["wrong_labels"] \
+            else torch.zeros(NUM_CLASSES, dtype=torch.long)
+        quota = _MAX_MISCLASSIFIED_KEPT // NUM_CLASSES
+        take = [i for c in range(NUM_CLASSES) for i in wrong[y[wrong] == c][: max(0, quota - int(kept[c]))].tolist()]
+        if take:
+            wrong = torch.tensor(take, device=y.device)
             out["wrong_images"].append(x[wrong, 0].float().cpu())
             out["wrong_labels"].append(y[wrong].cpu())
             out["wrong_preds"].append(probs[wrong].argmax(1).cpu())

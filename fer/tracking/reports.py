@@ -74,5 +74,5 @@ def write_test_reports(outputs: dict, out_dir: Path) -> dict[str, Path]:
         captions = [f"true {CLASS_NAMES[t]}\npred {CLASS_NAMES[p]}"
                     for t, p in zip(outputs["wrong_labels"], outputs["wrong_preds"])]
         files["misclassified"] = plot_image_grid(outputs["wrong_images"], captions, out_dir / "misclassified.png",
-                                                 "misclassified test images (first 64)")
+                                                 "misclassified test images (up to 9 per true class)")
     return files
