@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from fer.data.augment import build_augmentation  # noqa: E402
 from fer.data.cache import open_cache  # noqa: E402
 from fer.data.datamodule import FERDataModule  # noqa: E402
-from fer.data.sources import FolderSource, Manifest, SyntheticSource  # noqa: E402
+from fer.data.sources import FolderSource, Manifest  # noqa: E402
 
 CNN_DEEP_TRAIN_IMG_S = 430  # bare-loop cnn_deep training throughput here, bf16 + channels_last (issue #3)
 

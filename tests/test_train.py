@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from fer.data.sources import SyntheticSource
 from fer.models.loading import load_model
 from fer.training import run_training
 

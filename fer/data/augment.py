@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer.classes import IMAGE_SIZE
 
 
 def build_augmentation(shift: int = 4, flip: bool = True, degrees: float = 10.0,
