@@ -24,3 +24,18 @@ def friendly_errors() -> Iterator[None]:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def check_recipe_for(cfg, script: str) -> None:
+    """experiment= recipes live in one conf/experiment/ folder for both scripts: refuse one meant for the other."""
+    wanted = cfg.get("recipe_for") or script
+    if wanted != script:
+        name = "<name>"
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            name = HydraConfig.get().runtime.choices.get("experiment") or name
+        except (ValueError, AttributeError):  # composed outside a Hydra app
+            pass
+        raise UserError(f"experiment={name} is a recipe for {wanted}.py, not {script}.py: "
+                        f"python {wanted}.py experiment={name}")

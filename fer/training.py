@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
 
-from fer.cli import UserError
+from fer.cli import UserError, check_recipe_for
 from fer.data.errors import DataError
 from fer.tracking.mlflow_logger import retry, ui_url
 from fer.tracking.reports import write_test_reports
@@ -76,6 +76,7 @@ _NUMERIC_KEYS = ("seed", "trainer.max_epochs", "trainer.min_epochs", "trainer.lo
 
 
 def validate_config(cfg: DictConfig) -> None:
+    check_recipe_for(cfg, "train")
     for key in _NUMERIC_KEYS:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):

@@ -236,11 +236,12 @@ def test_runs_and_best_resolution(fast_ckpt, work, tmp_path, store, challenge):
     exp = client.get_experiment_by_name("fer-test").experiment_id
     copies = {}
     ids = {}
-    for name, acc in (("low", 0.3), ("high", 0.7)):
+    for name, acc, model in (("low", 0.3, "mlp"), ("high", 0.7, "cnn")):
         copies[name] = tmp_path / f"{name}.ckpt"
         copies[name].write_bytes(fast_ckpt.read_bytes())
         run = client.create_run(exp, run_name=name)
         client.log_metric(run.info.run_id, "val/acc", acc)
+        client.log_param(run.info.run_id, "model", model)
         client.set_tag(run.info.run_id, "best_checkpoint", str(copies[name]))
         ids[name] = run.info.run_id
     client.create_run(exp, run_name="no-metric")  # ignored by best
@@ -257,6 +258,12 @@ def test_runs_and_best_resolution(fast_ckpt, work, tmp_path, store, challenge):
         return resolve_checkpoint(spec, uri, "fer-test", tmp_path / "downloads")
 
     assert resolve("best").path == copies["high"]
+    # best:<model>: the best run of that model only (how an ensemble recipe names its members)
+    assert resolve("best:mlp").path == copies["low"] and resolve("best:cnn").path == copies["high"]
+    with pytest.raises(UserError, match="no run of model 'svm'"):
+        resolve("best:svm")
+    with pytest.raises(UserError, match="best:<model>"):
+        resolve("best:x' or 1=1")
     assert resolve(f"runs:/{ids['low']}").path == copies["low"]
     assert resolve(ids["low"]).path == copies["low"]
     got = resolve(remote.info.run_id)

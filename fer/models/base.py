@@ -19,6 +19,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
 from fer.classes import CLASS_NAMES, NUM_CLASSES
+from fer.predict.tta import tta_proba
+
+# test_tta -> (flip, shift px): the same views as predict.py's tta=true [tta_shifts=true] (tta_shift=2)
+TEST_TTA_VIEWS = {"none": None, "flip": (True, 0), "flip_shifts": (True, 2)}
 
 _MAX_MISCLASSIFIED_KEPT = 64
 
@@ -31,7 +35,9 @@ class FERClassifier(pl.LightningModule):
 
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None, class_weighting: str = "none",
                  label_smoothing: float = 0.0, input_mean: float = 0.5, input_std: float = 0.25,
-                 channels_last: bool = True):
+                 channels_last: bool = True, test_tta: str = "none"):
+        if test_tta not in TEST_TTA_VIEWS:
+            raise ValueError(f"model.test_tta must be one of {', '.join(TEST_TTA_VIEWS)}, got {test_tta!r}")
         super().__init__()
         self.save_hyperparameters()
         self.net = self.build_net()
@@ -46,6 +52,9 @@ class FERClassifier(pl.LightningModule):
                                               prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # with test_tta, the test split is also scored with test-time augmentation (test_tta/acc ...), so one
+        # run reports both; the plain test/ metrics, reports and misclassified images stay TTA-free
+        self.test_tta_metrics = metrics.clone(prefix="test_tta/")
         self.test_recall = MulticlassRecall(NUM_CLASSES, average="none")
         self.test_outputs: dict[str, Any] = {}
 
@@ -115,6 +124,9 @@ class FERClassifier(pl.LightningModule):
         self.test_metrics.update(probs, y)
         self.test_recall.update(probs, y)
         self.log("test/loss", self._loss(torch.log(probs.clamp_min(1e-12)), y), on_epoch=True, batch_size=len(y))
+        views = TEST_TTA_VIEWS[self.hparams.get("test_tta", "none")]
+        if views is not None:
+            self.test_tta_metrics.update(tta_proba(self.predict_proba, x, *views), y)
         out = self.test_outputs
         out["probs"].append(probs.cpu())
         out["labels"].append(y.cpu())
@@ -133,6 +145,9 @@ class FERClassifier(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
+        if TEST_TTA_VIEWS[self.hparams.get("test_tta", "none")] is not None:
+            self.log_dict(self.test_tta_metrics.compute(), sync_dist=True)
+            self.test_tta_metrics.reset()
         recall = self.test_recall.compute()
         self.log_dict({f"test/recall_{name}": recall[i] for i, name in enumerate(CLASS_NAMES)}, sync_dist=True)
         self.test_metrics.reset()

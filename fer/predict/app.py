@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from fer.classes import CLASS_NAMES, NUM_CLASSES
-from fer.cli import UserError
+from fer.cli import UserError, check_recipe_for
 from fer.data.errors import DataError
 from fer.predict.resolve import resolve_all
 from fer.predict.submission import (
@@ -94,6 +94,7 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
 
     t_start = time.perf_counter()
     seconds: dict[str, float] = {"start-up": t_start - started} if started else {}
+    check_recipe_for(cfg, "predict")
     if OmegaConf.is_missing(cfg, "ckpt") or not _as_list(cfg.ckpt):
         raise UserError("which model? ckpt=PATH.ckpt, a train.py run folder, an MLflow run id, runs:/<id>, best, "
                         "or a list [a,b] for an ensemble")

@@ -7,6 +7,7 @@ Accepted specs:
   RUN ID / runs:/ID   an MLflow run: the file in its `best_checkpoint` tag when it exists on this machine,
                       else the `checkpoints/*.ckpt` artifact (downloaded once into <cache_dir>/checkpoints/<id>/)
   best                the run with the highest `val/acc` in the configured experiment
+  best:MODEL          the same among that experiment's runs of one model (e.g. best:cnn_deep): ensembles
 
 MLflow is imported only when a spec needs it: a plain path costs nothing at start-up.
 """
@@ -29,7 +30,8 @@ BEST_METRIC = "val/acc"
 BEST_TAG = "best_checkpoint"
 ARTIFACT_DIR = "checkpoints"
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
-_HINT = "give a .ckpt path, a train.py run folder, an MLflow run id, runs:/<run id> or best"
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # also keeps the name safe inside the MLflow filter's quotes
+_HINT = "give a .ckpt path, a train.py run folder, an MLflow run id, runs:/<run id>, best or best:<model>"
 
 
 @dataclass
@@ -78,19 +80,22 @@ class _Store:
             raise UserError(f"unknown MLflow run id {run_id!r} in {self.tracking_uri} "
                             f"({str(exc).splitlines()[0]})") from exc
 
-    def best_run_id(self) -> str:
+    def best_run_id(self, model: str | None = None) -> str:
+        spec = f"{BEST}:{model}" if model else BEST
         exp = self.client.get_experiment_by_name(self.experiment_name)
         if exp is None:
-            raise UserError(f"ckpt=best: no MLflow experiment {self.experiment_name!r} in {self.tracking_uri} "
+            raise UserError(f"ckpt={spec}: no MLflow experiment {self.experiment_name!r} in {self.tracking_uri} "
                             "(set experiment_name=...)")
-        runs = self.client.search_runs([exp.experiment_id], filter_string=f"metrics.`{BEST_METRIC}` >= 0",
+        query = f"metrics.`{BEST_METRIC}` >= 0" + (f" and params.model = '{model}'" if model else "")
+        runs = self.client.search_runs([exp.experiment_id], filter_string=query,
                                        order_by=[f"metrics.`{BEST_METRIC}` DESC", "attributes.start_time DESC"],
                                        max_results=50)
         for run in runs:  # the best run that still has a checkpoint to offer
             if run.data.tags.get(BEST_TAG):
                 return run.info.run_id
-        raise UserError(f"ckpt=best: no run in experiment {self.experiment_name!r} ({self.tracking_uri}) has a "
-                        f"{BEST_METRIC} metric and a {BEST_TAG} tag; train one with logger=mlflow")
+        which = f"of model {model!r} " if model else ""
+        raise UserError(f"ckpt={spec}: no run {which}in experiment {self.experiment_name!r} ({self.tracking_uri}) "
+                        f"has a {BEST_METRIC} metric and a {BEST_TAG} tag; train one with logger=mlflow")
 
     def checkpoint_of(self, run_id: str, spec: str) -> Resolved:
         run = self.get_run(run_id)
@@ -189,8 +194,11 @@ def _resolve(spec: str, tracking_uri: str, experiment_name: str, download_dir: s
         return Resolved(path, spec)
     if path.is_dir():
         return _run_folder(path, spec, store)
-    if spec == BEST:
-        run_id = store.best_run_id()
+    if spec == BEST or spec.startswith(BEST + ":"):
+        model = spec.partition(":")[2].strip()
+        if spec != BEST and not _MODEL_NAME.fullmatch(model):
+            raise UserError(f"ckpt={spec}: give best or best:<model>, e.g. best:cnn_deep")
+        run_id = store.best_run_id(model or None)
         resolved = store.checkpoint_of(run_id, spec)
         resolved.how = f"best {BEST_METRIC}, {resolved.how}"
         return resolved
