@@ -1,6 +1,8 @@
 """Markdown results table of an MLflow experiment (one row per finished run, newest per model):
 
-    python bench/results_table.py [experiment_name] [--tracking-uri URI]
+    python bench/results_table.py [experiment_name] [--tracking-uri URI] [--reach 0.65 0.70]
+
+--reach: also list, per run, the wall time (from the run's start) at which val/acc first reached each level.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("experiment", nargs="?", default="fer2013-defaults")
     ap.add_argument("--tracking-uri", default=tracking_uri_default(os.environ.get("FER_ROOT", ROOT)))
+    ap.add_argument("--reach", type=float, nargs="*", default=[], help="val/acc levels to time")
     args = ap.parse_args()
     client = MlflowClient(args.tracking_uri)
     exp = client.get_experiment_by_name(args.experiment)
@@ -43,17 +46,29 @@ def main() -> None:
     for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
                                   order_by=["attributes.start_time DESC"]):
         rows.setdefault(run.data.params.get("model"), run)
-    print("| model | params | epochs | fit wall time | best val acc | publictest acc | publictest macro-F1 | MLflow run |")
-    print("|---|---|---|---|---|---|---|---|")
+    tta = any("test_tta/acc" in run.data.metrics for run in rows.values())
+    head = ["model", "params", "epochs", "fit wall time", "best val acc", "publictest acc", "publictest macro-F1"]
+    head += ["+ TTA acc", "+ TTA macro-F1"] if tta else []
+    print("| " + " | ".join(head + ["MLflow run"]) + " |")
+    print("|" + "---|" * (len(head) + 1))
+    nan = float("nan")
     for model, run in rows.items():
         m = run.data.metrics
         history = [h.value for h in client.get_metric_history(run.info.run_id, "val/acc")]
-        epochs, best_val = len(history), max(history, default=float("nan"))  # the epoch the test used
+        epochs, best_val = len(history), max(history, default=nan)  # the epoch the test used
         params = m.get("model/params") or count_params(model)
-        print(f"| {model} | {f'{params / 1e6:.1f}M' if params else '-'} | {epochs} | {m.get('fit_seconds', 0) / 60:.1f} min "
-              f"| {best_val:.3f} | {m.get('test/acc', float('nan')):.3f} "
-              f"| {m.get('test/f1_macro', float('nan')):.3f} | {run.info.run_name} |")
-
+        cells = [model, f"{params / 1e6:.1f}M" if params else "-", str(epochs), f"{m.get('fit_seconds', 0) / 60:.1f} min",
+                 f"{best_val:.3f}", f"{m.get('test/acc', nan):.3f}", f"{m.get('test/f1_macro', nan):.3f}"]
+        cells += [f"{m.get('test_tta/acc', nan):.3f}", f"{m.get('test_tta/f1_macro', nan):.3f}"] if tta else []
+        print("| " + " | ".join(cells + [run.info.run_name]) + " |")
+    if args.reach:
+        print(f"\nminutes from run start to the first epoch with val/acc >= {', '.join(map(str, args.reach))}:")
+        for model, run in rows.items():
+            history = client.get_metric_history(run.info.run_id, "val/acc")
+            times = [next((f"{(h.timestamp - run.info.start_time) / 60000:.1f} (epoch {i + 1})"
+                           for i, h in enumerate(history) if h.value >= level), "not reached")
+                     for level in args.reach]
+            print(f"  {model}: " + ", ".join(f"{level}: {t}" for level, t in zip(args.reach, times)))
 
 if __name__ == "__main__":
     main()
