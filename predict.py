@@ -5,6 +5,7 @@
   python predict.py ckpt=runs:/<run id> ...          # or a bare run id, or ckpt=best (highest val/acc)
   python predict.py ckpt=[a.ckpt,b.ckpt,best] tta=true probabilities=true label_format=name ...
   python predict.py ckpt=best data=fer2013 data.root=../shared/fer2013 split=publictest   # + accuracy, macro-F1
+  python predict.py experiment=fer2013_ensemble data.root=../shared/fer2013         # ckpt=[best:cnn_deep,...] + TTA
   python predict.py ckpt=best input=photos/ output=faces.csv face_detect=true annotate=annotated/
   python predict.py ckpt=best input=[a.jpg,b.png] on_bad_image=skip
 
