@@ -260,6 +260,14 @@ def test_runs_and_best_resolution(fast_ckpt, work, tmp_path, store, challenge):
     assert resolve("best").path == copies["high"]
     # best:<model>: the best run of that model only (how an ensemble recipe names its members)
     assert resolve("best:mlp").path == copies["low"] and resolve("best:cnn").path == copies["high"]
+    # runs rank by their best epoch, not their last: a run that peaked at 0.75 beats one that ended at 0.7
+    peaked = client.create_run(exp, run_name="peaked")
+    for step, acc in enumerate((0.75, 0.1)):
+        client.log_metric(peaked.info.run_id, "val/acc", acc, step=step)
+    client.log_param(peaked.info.run_id, "model", "cnn")
+    client.set_tag(peaked.info.run_id, "best_checkpoint", str(copies["low"]))
+    assert resolve("best:cnn").run_id == peaked.info.run_id
+    client.delete_run(peaked.info.run_id)
     with pytest.raises(UserError, match="no run of model 'svm'"):
         resolve("best:svm")
     with pytest.raises(UserError, match="best:<model>"):

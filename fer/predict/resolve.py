@@ -6,7 +6,7 @@ Accepted specs:
                       checkpoints/epoch_*.ckpt
   RUN ID / runs:/ID   an MLflow run: the file in its `best_checkpoint` tag when it exists on this machine,
                       else the `checkpoints/*.ckpt` artifact (downloaded once into <cache_dir>/checkpoints/<id>/)
-  best                the run with the highest `val/acc` in the configured experiment
+  best                the run with the highest `val/acc` (best epoch) in the configured experiment
   best:MODEL          the same among that experiment's runs of one model (e.g. best:cnn_deep): ensembles
 
 MLflow is imported only when a spec needs it: a plain path costs nothing at start-up.
@@ -90,9 +90,11 @@ class _Store:
         runs = self.client.search_runs([exp.experiment_id], filter_string=query,
                                        order_by=[f"metrics.`{BEST_METRIC}` DESC", "attributes.start_time DESC"],
                                        max_results=50)
-        for run in runs:  # the best run that still has a checkpoint to offer
-            if run.data.tags.get(BEST_TAG):
-                return run.info.run_id
+        # a run's `val/acc` metric is its last epoch's; the checkpoint it tested is its best epoch's: rank by that
+        runs = [r for r in runs if r.data.tags.get(BEST_TAG)]  # only runs that still have a checkpoint to offer
+        if runs:
+            return max(runs, key=lambda r: max(m.value for m in self.client.get_metric_history(
+                r.info.run_id, BEST_METRIC))).info.run_id
         which = f"of model {model!r} " if model else ""
         raise UserError(f"ckpt={spec}: no run {which}in experiment {self.experiment_name!r} ({self.tracking_uri}) "
                         f"has a {BEST_METRIC} metric and a {BEST_TAG} tag; train one with logger=mlflow")
