@@ -9,14 +9,13 @@ root=${1:-../shared/fer2013}
 shift || true
 recipes=("$@")
 [ ${#recipes[@]} -eq 0 ] && recipes=(fer2013_svm fer2013_mlp fer2013_cnn fer2013_cnn_deep fer2013_efficientnet fer2013_ensemble)
-quiet=(data.progress=false)
 for recipe in "${recipes[@]}"; do
   echo "=== $recipe $(date +%T)"
   if [ "$recipe" = fer2013_ensemble ]; then
     .venv/bin/python predict.py experiment=$recipe data.root="$root" progress=false 2>&1 | grep -vE "Warning|warn\("
   else
     .venv/bin/python train.py experiment=$recipe data.root="$root" callbacks.progress_bar=null \
-      trainer.enable_progress_bar=false "${quiet[@]}" 2>&1 | grep -vE "Warning|warn\(" | tail -25
+      trainer.enable_progress_bar=false data.progress=false 2>&1 | grep -vE "Warning|warn\(" | tail -25
   fi
 done
 echo "=== done $(date +%T)"

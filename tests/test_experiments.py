@@ -45,9 +45,9 @@ def test_recipe_trains_on_fer2013_folders_and_scores_tta(recipe, folder_dataset,
         assert 0.0 <= metrics[key] <= 1.0, key
 
 
-def test_tta_views_change_the_test_score_inputs(folder_dataset, tmp_path):
-    """test_tta scores other views than the plain test: with a model that looks at one pixel, flipping changes
-    its answers, so the two accuracies come from different predictions (not a copy of test/acc)."""
+def test_tta_views_include_the_mirror_and_bad_names_are_refused():
+    """test_tta=flip really averages in the mirrored view (a model that reads one corner pixel sees both halves),
+    and an unknown test_tta value fails at construction, not after training."""
     import torch
 
     from fer.models.base import TEST_TTA_VIEWS

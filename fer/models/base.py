@@ -55,6 +55,7 @@ class FERClassifier(pl.LightningModule):
         # with test_tta, the test split is also scored with test-time augmentation (test_tta/acc ...), so one
         # run reports both; the plain test/ metrics, reports and misclassified images stay TTA-free
         self.test_tta_metrics = metrics.clone(prefix="test_tta/")
+        self.test_tta_views = TEST_TTA_VIEWS[test_tta]
         self.test_recall = MulticlassRecall(NUM_CLASSES, average="none")
         self.test_outputs: dict[str, Any] = {}
 
@@ -124,9 +125,8 @@ class FERClassifier(pl.LightningModule):
         self.test_metrics.update(probs, y)
         self.test_recall.update(probs, y)
         self.log("test/loss", self._loss(torch.log(probs.clamp_min(1e-12)), y), on_epoch=True, batch_size=len(y))
-        views = TEST_TTA_VIEWS[self.hparams.get("test_tta", "none")]
-        if views is not None:
-            self.test_tta_metrics.update(tta_proba(self.predict_proba, x, *views), y)
+        if self.test_tta_views is not None:
+            self.test_tta_metrics.update(tta_proba(self.predict_proba, x, *self.test_tta_views), y)
         out = self.test_outputs
         out["probs"].append(probs.cpu())
         out["labels"].append(y.cpu())
@@ -145,7 +145,7 @@ class FERClassifier(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
-        if TEST_TTA_VIEWS[self.hparams.get("test_tta", "none")] is not None:
+        if self.test_tta_views is not None:
             self.log_dict(self.test_tta_metrics.compute(), sync_dist=True)
             self.test_tta_metrics.reset()
         recall = self.test_recall.compute()
