@@ -214,6 +214,72 @@ def test_ensemble_averages_members(trained, work, challenge):
     np.testing.assert_allclose(both.probs, (pa.probs + pb.probs) / 2, atol=1e-5)
 
 
+def test_fit_weights_prefers_the_better_member():
+    from fer.predict.ensemble import fit_weights
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 600)
+    good = np.full((600, 7), 0.02)
+    good[np.arange(600), labels] = 0.88
+    noise = rng.dirichlet(np.ones(7), 600)
+    w = fit_weights(np.stack([noise, good]), labels)
+    assert w[1] > 0.95 and w.min() >= 0 and w.sum() == pytest.approx(1.0)
+
+    # two members as good as each other, right on different halves: both are needed, about equally
+    half = np.arange(600) < 300
+    first, second = np.where(half[:, None], good, noise), np.where(half[:, None], noise, good)
+    w = fit_weights(np.stack([first, second]), labels)
+    assert w == pytest.approx([0.5, 0.5], abs=0.05)
+
+    def log_lik(weights):
+        probs = np.tensordot(weights, np.stack([noise, first, good]), axes=1)
+        return np.log(probs[np.arange(600), labels]).sum()
+
+    fitted = fit_weights(np.stack([noise, first, good]), labels)
+    assert log_lik(fitted) >= log_lik(np.full(3, 1 / 3))
+
+
+def test_ensemble_weights_given_and_fitted_on_val(trained, work, caplog):
+    import torch
+
+    a, b = trained(MODELS[0]), trained(MODELS[-1])
+    # the data the fixture's members were trained on (train_overrides), so the val split is theirs
+    data = ("data=synthetic", "data.source.n_train=290", "data.source.n_test=8", "data.val_fraction=0.05",
+            "split=test", "precision=fp32")
+    pa, _ = predict(work, a, *data)
+    pb, _ = predict(work, b, *data)
+
+    given, _ = predict(work, [a, b], *data, "ensemble_weights=[3,1]")
+    np.testing.assert_allclose(given.probs, 0.75 * pa.probs + 0.25 * pb.probs, atol=1e-5)
+
+    fitted, _ = predict(work, [a, b], *data, "ensemble_weights=val", "tta=true")
+    info = fitted.extra["ensemble_weights"]
+    assert info["how"] == "val" and info["n_val"] == 14 and len(info["member_acc"]) == 2
+    assert sum(info["weights"]) == pytest.approx(1.0) and min(info["weights"]) >= 0
+    tta_a, _ = predict(work, a, *data, "tta=true")
+    tta_b, _ = predict(work, b, *data, "tta=true")
+    w = info["weights"]
+    np.testing.assert_allclose(fitted.probs, w[0] * tta_a.probs + w[1] * tta_b.probs, atol=1e-5)
+
+    # another val split would contain images the members were trained on: refused, naming the member
+    with pytest.raises(UserError, match=f"{a}.*another val split"):
+        predict(work, [a, b], *data, "data.split_seed=1", "ensemble_weights=val")
+    with pytest.raises(UserError, match="ensemble_weights=\\[1.0\\]: expected equal, val"):
+        predict(work, [a, b], *data, "ensemble_weights=[1.0]")
+    with pytest.raises(UserError, match="ensemble_weights=best"):
+        predict(work, [a, b], *data, "ensemble_weights=best")
+
+    # a checkpoint from before the split was recorded: fitted anyway, with a warning that says what is assumed
+    old = torch.load(a, map_location="cpu", weights_only=True)
+    del old["FERDataModule"]
+    old_path = work / "old_format.ckpt"
+    torch.save(old, old_path)
+    with caplog.at_level("WARNING"):
+        result, _ = predict(work, [old_path, b], *data, "ensemble_weights=val")
+    assert result.extra["ensemble_weights"]["how"] == "val"
+    assert f"{old_path} record no val split" in caplog.text and "split_seed=0" in caplog.text
+
+
 # ---------------------------------------------------------------------------------------------- MLflow resolution
 @pytest.fixture(scope="module")
 def store(work) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -35,6 +36,26 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     val_idx = np.sort(np.concatenate(val)) if val else np.empty(0, np.int64)
     train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
     return train_idx, val_idx
+
+
+def train_val_indices(cache: ImageCache, train_split: str, val_fraction: float, split_seed: int,
+                      data_name: str = "the data") -> tuple[np.ndarray, np.ndarray]:
+    """Cache rows of the train and val parts of the labelled `train_split`. The one place the val split is drawn:
+    training and predict.py's `ensemble_weights=val` must agree on it."""
+    labels = cache.labels
+    labelled = cache.split_indices(train_split)
+    if len(labelled) == 0:
+        raise DataError(f"no '{train_split}' split in {data_name} (splits: {cache.split_names})")
+    if (labels[labelled] < 0).any():
+        raise DataError(f"split '{train_split}' has unlabelled images")
+    tr, va = stratified_split(labels[labelled], val_fraction, split_seed)
+    return labelled[tr], labelled[va]
+
+
+def split_digest(cache: ImageCache, idx: np.ndarray) -> str:
+    """A short fingerprint of which images (by name, relative to the data root) a split holds."""
+    names = cache.names
+    return hashlib.sha1("\n".join(sorted(names[i] for i in idx)).encode()).hexdigest()[:16]
 
 
 class FERDataModule(pl.LightningDataModule):
@@ -91,14 +112,9 @@ class FERDataModule(pl.LightningDataModule):
             return
         self.cache = open_cache(self.source, self.cache_dir, self.on_bad_image, self.progress)
         log.info("data %s: %s", self.source.name, self.cache.summary())
-        labels = self.cache.labels
-        labelled = self.cache.split_indices(self.train_split)
-        if len(labelled) == 0:
-            raise DataError(f"no '{self.train_split}' split in {self.source.name} (splits: {self.cache.split_names})")
-        if (labels[labelled] < 0).any():
-            raise DataError(f"split '{self.train_split}' has unlabelled images")
-        tr, va = stratified_split(labels[labelled], self.val_fraction, self.split_seed)
-        self.idx = {"train": labelled[tr], "val": labelled[va]}
+        train, val = train_val_indices(self.cache, self.train_split, self.val_fraction, self.split_seed,
+                                       self.source.name)
+        self.idx = {"train": train, "val": val}
         self.test_split = self._resolve(self.test_split_cfg, _TEST_SPLIT_NAMES, need_labels=True)
         if self.test_split:
             self.idx["test"] = self.cache.split_indices(self.test_split)
@@ -110,6 +126,18 @@ class FERDataModule(pl.LightningDataModule):
 
             self.idx["train"], self.dedup_report = drop_train_duplicates(self.cache, self.idx)
             log.info("data.dedup=train: %s", self.dedup_report)
+
+    # ---- checkpoint record ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        # saved in every checkpoint (Lightning stores a datamodule's state_dict): which images were val, so that
+        # predict.py can refuse to fit ensemble weights on a "val" split a member was trained on
+        if not self.idx:
+            return {}
+        return {"val_split": {"data": self.source.name, "n": int(len(self.idx["val"])),
+                              "digest": split_digest(self.cache, self.idx["val"])}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass  # the split is drawn again from the config on setup; the record is only read by predict.py
 
     @property
     def class_counts(self) -> np.ndarray:

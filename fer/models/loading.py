@@ -47,4 +47,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> FE
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:
         raise UserError(f"{path}: weights do not fit {cls.__name__} ({str(exc).splitlines()[0]})") from exc
-    return model.to(map_location).eval()
+    model = model.to(map_location).eval()
+    # which images were its val split (FERDataModule.state_dict; absent in checkpoints from before it was recorded)
+    model.val_split_record = checkpoint.get("FERDataModule", {}).get("val_split")
+    return model

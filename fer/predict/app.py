@@ -101,6 +101,7 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     check_label_format(cfg.label_format)
     if cfg.tta_shift < 0:
         raise UserError(f"tta_shift must be >= 0 pixels, got {cfg.tta_shift}")
+    weights_choice = parse_ensemble_weights(cfg.get("ensemble_weights"), len(_as_list(cfg.ckpt)))
     inputs = _as_list(cfg.get("input"))
     if cfg.face_detect and not inputs:
         raise UserError("face_detect=true needs photos: input=photo.jpg, input=FOLDER or input=[a.jpg,b.jpg]")
@@ -136,6 +137,16 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     t = time.perf_counter()
     model = load_ensemble([r.path for r in resolved], device)
     seconds["model load"] = time.perf_counter() - t
+    weights_info = None
+    if isinstance(weights_choice, list):
+        model.set_weights(weights_choice)
+        weights_info = {"how": "given"}
+    elif weights_choice == "val" and len(model) == 1:
+        log.info("ensemble_weights=val: one checkpoint, nothing to weigh")
+    elif weights_choice == "val":
+        t = time.perf_counter()
+        weights_info = _fit_weights_on_val(cfg, model, resolved, device, dtype)
+        seconds["weights on val"] = time.perf_counter() - t
 
     t = time.perf_counter()
     images, idx = (data.crops, None) if cfg.face_detect else (data.cache.images, data.idx)
@@ -149,8 +160,79 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     result.seconds["total"] = time.perf_counter() - t_start + seconds.get("start-up", 0.0)
     result.extra.update(device=str(device), precision="bf16" if dtype is not None else "fp32",
                         models=[r.describe() for r in resolved], model_names=model.names)
+    if weights_info:
+        result.extra["ensemble_weights"] = dict(weights_info, members=[r.spec for r in resolved],
+                                                weights=list(model.weights))
     _print_summary(cfg, result)
     return result
+
+
+def parse_ensemble_weights(value: Any, n_checkpoints: int) -> str | list[float]:
+    """ensemble_weights: equal (default) | val | a list of numbers, one per checkpoint. Checked before any loading."""
+    if value is None or (isinstance(value, str) and value in ("equal", "val")):
+        return value or "equal"
+    values = _as_list(value)
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        numbers = []
+    if isinstance(value, str) or len(numbers) != n_checkpoints or min(numbers) < 0 or sum(numbers) <= 0:
+        example = ",".join(["1"] * n_checkpoints)
+        raise UserError(f"ensemble_weights={value}: expected equal, val (fitted on the val split), or "
+                        f"{n_checkpoints} non-negative numbers, one per checkpoint, e.g. [{example}]")
+    return numbers
+
+
+def _data_source(cfg):
+    import hydra.utils
+
+    try:
+        return hydra.utils.instantiate(cfg.data.source)
+    except Exception as exc:  # noqa: BLE001 - Hydra wraps config mistakes in its own errors
+        raise UserError(f"data={cfg.data.get('name')}: cannot build the data source ({exc})") from exc
+
+
+def _fit_weights_on_val(cfg, model, resolved, device, dtype) -> dict[str, Any]:
+    """ensemble_weights=val: score each member on the val split that training held out (drawn from `data` exactly
+    as train.py draws it) with the same TTA, and fit the mixture weights there. The test split stays unseen."""
+    from fer.data.cache import open_cache
+    from fer.data.datamodule import split_digest, train_val_indices
+    from fer.predict.engine import predict_array
+    from fer.predict.ensemble import fit_weights
+
+    d = cfg.data
+    source = _data_source(cfg)
+    cache = open_cache(source, cfg.paths.cache_dir, cfg.on_bad_image, cfg.progress)
+    _, val = train_val_indices(cache, d.train_split, d.val_fraction, d.split_seed, source.name)
+    if len(val) == 0:
+        raise UserError(f"ensemble_weights=val: data={d.get('name')} has an empty val split "
+                        f"(data.val_fraction={d.val_fraction})")
+    split = f"data={d.get('name')} val_fraction={d.val_fraction} split_seed={d.split_seed}"
+    digest, unrecorded = split_digest(cache, val), []
+    for r, member in zip(resolved, model.models):
+        record = getattr(member, "val_split_record", None)
+        if record is None:
+            unrecorded.append(r.spec)
+        elif record.get("digest") != digest:
+            # weights fitted on images a member was trained on would favour that member for no good reason
+            raise UserError(f"ensemble_weights=val: {r.spec} was trained with another val split ({record.get('n')} "
+                            f"images of {record.get('data')}) than {split} gives ({len(val)} images); give the data "
+                            "settings it was trained with, or use ensemble_weights=equal")
+    if unrecorded:
+        log.warning("ensemble_weights=val: %s record no val split (checkpoints written before fer recorded it); "
+                    "assuming they held out the one of %s", ", ".join(unrecorded), split)
+    probs = np.stack([predict_array(member, cache.images, val, cfg.batch_size, device, dtype, cfg.tta,
+                                    cfg.tta_shift if cfg.tta_shifts else 0, cfg.progress)
+                      for member in model.models])
+    labels = cache.labels[val]
+    weights = fit_weights(probs, labels)
+    model.set_weights(weights)
+
+    def acc(p: np.ndarray) -> float:
+        return float((p.argmax(1) == labels).mean())
+
+    return {"how": "val", "n_val": int(len(val)), "member_acc": [acc(p) for p in probs],
+            "equal_acc": acc(probs.mean(0)), "fitted_acc": acc(np.tensordot(model.weights, probs, axes=1))}
 
 
 @dataclass
@@ -165,8 +247,6 @@ class _Images:
 
 def _read_images(cfg, inputs: list[str]) -> _Images:
     """The images to predict, through the cache: input= files/folders, or the data source's split."""
-    import hydra.utils
-
     from fer.data.cache import open_cache
     from fer.data.sources import ImageListSource
 
@@ -174,10 +254,7 @@ def _read_images(cfg, inputs: list[str]) -> _Images:
         source = ImageListSource(paths=inputs)
         columns = DEFAULT_COLUMNS
     else:
-        try:
-            source = hydra.utils.instantiate(cfg.data.source)
-        except Exception as exc:  # noqa: BLE001 - Hydra wraps config mistakes in its own errors
-            raise UserError(f"data={cfg.data.get('name')}: cannot build the data source ({exc})") from exc
+        source = _data_source(cfg)
         columns = challenge_columns(source) or DEFAULT_COLUMNS
     if cfg.get("columns"):
         columns = tuple(_as_list(cfg.columns))
@@ -288,6 +365,15 @@ def _print_summary(cfg, r: PredictResult) -> None:
     lines.append("  " + ", ".join(f"{k} {v} ({100 * v / total:.1f}%)" for k, v in r.counts.items()))
     parts = ", ".join(f"{k} {v:.2f}s" for k, v in r.seconds.items() if k != "total")
     lines.append(f"  time {r.seconds['total']:.2f}s ({parts}); {r.images_per_s:.0f} images/s in the model")
+    w = e.get("ensemble_weights")
+    if w:
+        mix = ", ".join(f"{name} {weight:.2f}" for name, weight in zip(w["members"], w["weights"]))
+        if w["how"] == "val":
+            accs = "/".join(f"{a:.4f}" for a in w["member_acc"])
+            lines.append(f"  ensemble weights fitted on the val split ({w['n_val']} images): {mix}; val accuracy: "
+                         f"members {accs}, equal weights {w['equal_acc']:.4f}, fitted {w['fitted_acc']:.4f}")
+        else:
+            lines.append(f"  ensemble weights (given): {mix}")
     if r.accuracy is not None:
         lines.append(f"  accuracy {r.accuracy:.4f}, macro-F1 {r.f1_macro:.4f} (split {r.split} has labels)")
     if r.skipped:

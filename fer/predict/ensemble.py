@@ -1,33 +1,72 @@
-"""Several trained models as one: the mean of their class probabilities (any families mixed)."""
+"""Several trained models as one: the (weighted) mean of their class probabilities (any families mixed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
+
+from fer.cli import UserError
 
 
 class Ensemble:
-    """predict_proba(x) = mean over members of member.predict_proba(x). Members keep their own input handling
-    (normalisation, upscaling, feature pipelines): nothing here knows which family a model is."""
+    """predict_proba(x) = sum over members of weight * member.predict_proba(x); equal weights unless set.
+    Members keep their own input handling (normalisation, upscaling, feature pipelines): nothing here knows
+    which family a model is."""
 
-    def __init__(self, models: list, names: list[str] | None = None):
+    def __init__(self, models: list, names: list[str] | None = None, weights: Sequence[float] | None = None):
         if not models:
             raise ValueError("an ensemble needs at least one model")
         self.models = list(models)
         self.names = list(names) if names else [type(m).__name__ for m in self.models]
+        self.weights = [1.0 / len(self.models)] * len(self.models)
+        if weights is not None:
+            self.set_weights(weights)
 
     def __len__(self) -> int:
         return len(self.models)
 
+    def set_weights(self, weights: Sequence[float]) -> None:
+        w = np.asarray(list(weights), dtype=np.float64)
+        if w.shape != (len(self.models),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise UserError(f"ensemble_weights={list(weights)}: give {len(self.models)} non-negative numbers, one "
+                            "per checkpoint and not all 0 (or equal, or val to fit them on the val split)")
+        self.weights = (w / w.sum()).tolist()
+
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         total = None
-        for model in self.models:
-            p = model.predict_proba(x).float()
+        for model, weight in zip(self.models, self.weights):
+            if weight == 0:
+                continue  # a member fitted out of the mix costs nothing
+            p = model.predict_proba(x).float().mul_(weight)
             total = p if total is None else total.add_(p)
-        return total.div_(len(self.models))
+        return total
 
     __call__ = predict_proba
+
+
+def fit_weights(member_probs: np.ndarray, labels: np.ndarray, max_iter: int = 1000, tol: float = 1e-7) -> np.ndarray:
+    """Weights w (>= 0, summing to 1) that maximise the likelihood of `labels` under sum_m w_m p_m, from the
+    members' probabilities [M, N, C] on labelled images (the val split).
+
+    The log-likelihood is concave in w, and this is the EM update for mixture proportions (each step raises it),
+    so it reaches the optimum without a learning rate. Likelihood rather than accuracy: smooth, and it rewards a
+    member for being confidently right, which is what averaging probabilities uses."""
+    member_probs = np.asarray(member_probs, dtype=np.float64)
+    m, n = member_probs.shape[:2]
+    if n == 0 or len(labels) != n:
+        raise ValueError(f"fit_weights: {n} images of probabilities for {len(labels)} labels")
+    p_true = member_probs[:, np.arange(n), labels] + 1e-12  # [M, N]: each member's probability of the truth
+    w = np.full(m, 1.0 / m)
+    for _ in range(max_iter):
+        new = w * (p_true / (w @ p_true)).mean(axis=1)
+        done = np.abs(new - w).max() < tol
+        w = new
+        if done:
+            break
+    return w / w.sum()
 
 
 def load_ensemble(paths: list[str | Path], device: torch.device) -> Ensemble:
