@@ -86,7 +86,6 @@ class FERDataModule(pl.LightningDataModule):
         self.cache: ImageCache | None = None
         self.idx: dict[str, np.ndarray] = {}
         self.dedup_report: dict[str, int] = {}
-        self._val_record: dict[str, Any] | None = None
         self._device_copies: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ---- splits -------------------------------------------------------------------------------------
@@ -134,10 +133,8 @@ class FERDataModule(pl.LightningDataModule):
         # predict.py can refuse to fit ensemble weights on a "val" split a member was trained on
         if not self.idx:
             return {}
-        if self._val_record is None:  # once: the split is fixed after setup, and checkpoints are written per epoch
-            self._val_record = {"data": self.source.name, "n": int(len(self.idx["val"])),
-                                "digest": split_digest(self.cache, self.idx["val"])}
-        return {"val_split": dict(self._val_record)}
+        return {"val_split": {"data": self.source.name, "n": int(len(self.idx["val"])),
+                              "digest": split_digest(self.cache, self.idx["val"])}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         pass  # the split is drawn again from the config on setup; the record is only read by predict.py
