@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +33,12 @@ def count_params(model: str) -> int:
     return sum(p.numel() for p in instantiate_model(cfg.model).parameters())
 
 
+def recipe_of(run_name: str) -> str:
+    """The experiment file a run came from: recipes name their runs <recipe>-<MMDD>-<HHMM> (_fer2013.yaml)."""
+    match = re.fullmatch(r"(\w+)-\d{4}-\d{4}", run_name or "")
+    return f"experiment={match.group(1)}" if match else "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("experiment", nargs="?", default="fer2013-defaults")
@@ -47,7 +54,7 @@ def main() -> None:
                                   order_by=["attributes.start_time DESC"]):
         rows.setdefault(run.data.params.get("model"), run)
     tta = any("test_tta/acc" in run.data.metrics for run in rows.values())
-    head = ["model", "params", "epochs", "fit wall time", "best val acc", "publictest acc", "publictest macro-F1"]
+    head = ["model", "recipe", "params", "epochs", "fit wall time", "best val acc", "publictest acc", "publictest macro-F1"]
     head += ["+ TTA acc", "+ TTA macro-F1"] if tta else []
     print("| " + " | ".join(head + ["MLflow run"]) + " |")
     print("|" + "---|" * (len(head) + 1))
@@ -57,7 +64,7 @@ def main() -> None:
         history = [h.value for h in client.get_metric_history(run.info.run_id, "val/acc")]
         epochs, best_val = len(history), max(history, default=nan)  # the epoch the test used
         params = m.get("model/params") or count_params(model)
-        cells = [model, f"{params / 1e6:.1f}M" if params else "-", str(epochs), f"{m.get('fit_seconds', 0) / 60:.1f} min",
+        cells = [model, recipe_of(run.info.run_name), f"{params / 1e6:.1f}M" if params else "-", str(epochs), f"{m.get('fit_seconds', 0) / 60:.1f} min",
                  f"{best_val:.3f}", f"{m.get('test/acc', nan):.3f}", f"{m.get('test/f1_macro', nan):.3f}"]
         cells += [f"{m.get('test_tta/acc', nan):.3f}", f"{m.get('test_tta/f1_macro', nan):.3f}"] if tta else []
         print("| " + " | ".join(cells + [run.info.run_name]) + " |")

@@ -239,7 +239,7 @@ def test_fit_weights_prefers_the_better_member():
     assert log_lik(fitted) >= log_lik(np.full(3, 1 / 3))
 
 
-def test_ensemble_weights_given_and_fitted_on_val(trained, work, caplog):
+def test_ensemble_weights_given_and_fitted_on_val(trained, work, challenge, caplog):
     import torch
 
     a, b = trained(MODELS[0]), trained(MODELS[-1])
@@ -260,6 +260,10 @@ def test_ensemble_weights_given_and_fitted_on_val(trained, work, caplog):
     tta_b, _ = predict(work, b, *data, "tta=true")
     w = info["weights"]
     np.testing.assert_allclose(fitted.probs, w[0] * tta_a.probs + w[1] * tta_b.probs, atol=1e-5)
+
+    # images from input=: the val split still comes from data= (its own cache, opened for the weights)
+    folder, _ = predict(work, [a, b], *data, "ensemble_weights=val", f"input={challenge / 'images_test'}")
+    assert folder.rows == N_TEST and folder.extra["ensemble_weights"]["n_val"] == 14
 
     # another val split would contain images the members were trained on: refused, naming the member
     with pytest.raises(UserError, match=f"{a}.*another val split"):

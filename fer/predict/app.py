@@ -145,7 +145,9 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
         log.info("ensemble_weights=val: one checkpoint, nothing to weigh")
     elif weights_choice == "val":
         t = time.perf_counter()
-        weights_info = _fit_weights_on_val(cfg, model, resolved, device, dtype)
+        # the data source's cache is open already unless the images came from input= or photos
+        cache = data.cache if not (cfg.face_detect or inputs) else None
+        weights_info = _fit_weights_on_val(cfg, model, resolved, device, dtype, cache)
         seconds["weights on val"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -192,7 +194,7 @@ def _data_source(cfg):
         raise UserError(f"data={cfg.data.get('name')}: cannot build the data source ({exc})") from exc
 
 
-def _fit_weights_on_val(cfg, model, resolved, device, dtype) -> dict[str, Any]:
+def _fit_weights_on_val(cfg, model, resolved, device, dtype, cache=None) -> dict[str, Any]:
     """ensemble_weights=val: score each member on the val split that training held out (drawn from `data` exactly
     as train.py draws it) with the same TTA, and fit the mixture weights there. The test split stays unseen."""
     from fer.data.cache import open_cache
@@ -201,9 +203,9 @@ def _fit_weights_on_val(cfg, model, resolved, device, dtype) -> dict[str, Any]:
     from fer.predict.ensemble import fit_weights
 
     d = cfg.data
-    source = _data_source(cfg)
-    cache = open_cache(source, cfg.paths.cache_dir, cfg.on_bad_image, cfg.progress)
-    _, val = train_val_indices(cache, d.train_split, d.val_fraction, d.split_seed, source.name)
+    if cache is None:
+        cache = open_cache(_data_source(cfg), cfg.paths.cache_dir, cfg.on_bad_image, cfg.progress)
+    _, val = train_val_indices(cache, d.train_split, d.val_fraction, d.split_seed, d.get("name", "the data"))
     if len(val) == 0:
         raise UserError(f"ensemble_weights=val: data={d.get('name')} has an empty val split "
                         f"(data.val_fraction={d.val_fraction})")
