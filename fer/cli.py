@@ -21,8 +21,12 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except (DataError, UserError) as exc:
-        log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
+        # the run's log file keeps the error too; the console shows it once (the line above), not twice
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)
         sys.exit(2)
 
 

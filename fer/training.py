@@ -35,8 +35,9 @@ def _git_commit(root: str) -> str:
         return "unknown"
 
 
-def load_resume_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
-    """`resume=<run folder>`: the original composed config of that run, writing into the same folder."""
+def load_resume_config(cfg: DictConfig) -> tuple[DictConfig, Path, str | None]:
+    """`resume=<run folder>`: the original composed config of that run, writing into the same folder, its last
+    checkpoint, and the model name it was started with (from Hydra's record of the run, when there is one)."""
     run_dir = Path(cfg.resume).expanduser().resolve()
     saved = run_dir / ".hydra" / "config.yaml"
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -48,7 +49,10 @@ def load_resume_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     old = OmegaConf.load(saved)
     old.paths.output_dir = str(run_dir)
     old.resume = None
-    return old, last
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    model_name = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices.model") \
+        if hydra_file.is_file() else None
+    return old, last, model_name
 
 
 def instantiate_model(cfg_model: DictConfig) -> pl.LightningModule:
@@ -87,13 +91,17 @@ def run_training(cfg: DictConfig, model_name: str = "model") -> dict[str, float]
     validate_config(cfg)
     ckpt_path = None
     if cfg.get("resume"):
-        cfg, last = load_resume_config(cfg)
+        cfg, last, model_name = load_resume_config(cfg)
         ckpt_path = str(last)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     info_file = out_dir / RUN_INFO
     run_info = json.loads(info_file.read_text()) if ckpt_path and info_file.is_file() else {}
-    model_name = run_info.get("model", model_name)
+    if ckpt_path and not run_info:
+        log.warning("resume=%s: no run_info.json in the run folder, so its MLflow run is unknown; the training "
+                    "continues from last.ckpt in a new MLflow run", out_dir)
+    model_name = run_info.get("model", model_name or "model")
+    continues_run = bool(run_info.get("mlflow_run_id"))
     pl.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
 
@@ -118,7 +126,7 @@ def run_training(cfg: DictConfig, model_name: str = "model") -> dict[str, float]
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
-    if mlflow_logger is not None and not ckpt_path:
+    if mlflow_logger is not None and not continues_run:
         mlflow_logger.log_hyperparams(_flat_params(cfg, model_name, datamodule.name))
         config_file = out_dir / "config.yaml"
         config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))

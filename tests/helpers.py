@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -34,3 +36,46 @@ def compose_train(tmp_path: Path, overrides: list[str], config_name: str = "trai
 def mlflow_overrides(tmp_path: Path) -> list[str]:
     return [f"logger.mlflow.tracking_uri=sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
             f"logger.mlflow.artifact_location={tmp_path / 'mlruns' / 'artifacts'}"]
+
+
+def nll(probs: np.ndarray, labels: np.ndarray, label_smoothing: float = 0.0) -> float:
+    """Mean cross-entropy of `probs` against `labels`, with label smoothing as torch's cross_entropy defines it."""
+    logp = np.log(np.clip(probs, 1e-12, None))
+    true = -logp[np.arange(len(labels)), labels]
+    return float(((1 - label_smoothing) * true - label_smoothing * logp.mean(1)).mean())
+
+
+def score_test_split(cfg, model, precision: torch.dtype | None = torch.bfloat16, tta: bool = False,
+                      batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, labels) of the run's test split scored outside Lightning, as predict.py scores it."""
+    import hydra
+
+    from fer.predict.engine import predict_array
+
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("test")
+    idx = dm.idx["test"]
+    probs = predict_array(model, dm.cache.images, idx, batch_size or cfg.data.eval_batch_size, "cpu", precision,
+                          tta=tta, tta_shift=2 if tta else 0)
+    return probs, dm.cache.labels[idx]
+
+
+class SlowEpochs:
+    """A callback for subprocess tests (`+callbacks.slow._target_=helpers.SlowEpochs`, tests/ on PYTHONPATH): from
+    the second epoch on, each epoch first sleeps FER_TEST_SLOW_EPOCH seconds, leaving time to kill the run
+    after epoch 1 was checkpointed. Without the variable (e.g. when the run is resumed) it does nothing."""
+
+    def __new__(cls):
+        import os
+
+        import pytorch_lightning as pl
+
+        class _Slow(pl.Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                seconds = float(os.environ.get("FER_TEST_SLOW_EPOCH") or 0)
+                if trainer.current_epoch >= 1 and seconds:
+                    import time
+
+                    time.sleep(seconds)
+
+        return _Slow()

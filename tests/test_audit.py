@@ -271,3 +271,25 @@ def test_cli_writes_the_report(planted, tmp_path):
     for name in ("summary.md", "findings.csv", "class_distribution.png", "exact_cross_split.png",
                  "label_conflicts.png", "near_duplicates.png", "blank.png"):
         assert (out / name).is_file(), name
+
+
+def test_train_with_audit_logs_the_report_to_mlflow(planted, tmp_path):
+    """train.py audit=true: the report of the run's own splits lands in the run folder and in MLflow (counts as
+    audit.* tags, the files under audit/)."""
+    from mlflow.tracking import MlflowClient
+
+    from fer.training import run_training
+    from helpers import FAST, compose_train, mlflow_overrides
+
+    fast = [o for o in FAST if not o.startswith("data.source.")]
+    cfg = compose_train(tmp_path, ["model=mlp", "data=fer2013", f"data.root={planted}", "audit=true",
+                                   *fast, *mlflow_overrides(tmp_path)])
+    run_training(cfg, model_name="mlp")
+    client = MlflowClient(cfg.logger.mlflow.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.experiment_name).experiment_id])
+    tags = run.data.tags
+    assert tags["audit.images"] == str(len(list(planted.rglob("*.png")))) and tags["audit.exact_groups"] == str(len(PLANTED_EXACT))
+    assert tags["audit.near_pairs"] == str(len(PLANTED_NEAR)) and tags["audit.blank"] == str(len(PLANTED_BLANK))
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "audit")}
+    assert {"audit/summary.md", "audit/findings.csv", "audit/class_distribution.png"} <= logged
+    assert (Path(cfg.paths.output_dir) / "audit" / "summary.md").is_file()

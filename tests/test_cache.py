@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fer.data.cache import ImageCache, fingerprint, open_cache
-from fer.data.sources import FolderSource, SyntheticSource
+from fer.data.sources import ChallengeSource, Fer2013CsvSource, FolderSource, SyntheticSource
 
 from conftest import face_like, write_image
 
@@ -30,24 +30,88 @@ def test_second_open_reuses_the_entry_without_decoding(folder_dataset, tmp_path,
 
 def test_images_are_a_read_only_mmap_not_a_copy(folder_dataset, tmp_path):
     cache = open_cache(FolderSource(str(folder_dataset)), tmp_path / "c", progress=False)
-    assert isinstance(cache.images.base, (mmap.mmap, memoryview)) or not cache.images.flags.owndata
+    # the pixels are the mapping's own bytes: a copy (np.fromfile, np.load) shares no memory with it
+    assert isinstance(cache._mmap, mmap.mmap)
+    assert np.shares_memory(cache.images, np.frombuffer(cache._mmap, dtype=np.uint8))
     assert not cache.images.flags.writeable
     assert os.path.getsize(cache.path / "images.u8") == len(cache) * 48 * 48
 
 
-@pytest.mark.parametrize("change", ["add", "modify", "remove", "setting"])
-def test_fingerprint_changes_with_the_source(folder_dataset, tmp_path, change):
+def _touch_later(path: Path) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+@pytest.mark.parametrize("change", ["add", "timestamp", "content", "rename", "remove", "setting"])
+def test_fingerprint_changes_with_a_folder_source(folder_dataset, tmp_path, change):
     src = FolderSource(str(folder_dataset))
     before = fingerprint(src.manifest(), "error")
     target = folder_dataset / "train" / "sad" / "big.png"
     if change == "add":
         write_image(folder_dataset / "train" / "happy" / "new.png", face_like(np.random.default_rng(5), 3))
-    elif change == "modify":
-        os.utime(target, ns=(0, target.stat().st_mtime_ns + 10**9))
+    elif change == "timestamp":  # same bytes, newer file: rebuilt (cheaper than reading every file to compare)
+        _touch_later(target)
+    elif change == "content":  # an image replaced by another of a different size
+        write_image(target, face_like(np.random.default_rng(6), 4))
+    elif change == "rename":
+        target.rename(target.with_name("big2.png"))
     elif change == "remove":
         target.unlink()
     after = fingerprint(src.manifest(), "skip" if change == "setting" else "error")
     assert after != before
+    if change != "setting":  # and nothing else moves it: the same source twice gives the same fingerprint
+        assert fingerprint(src.manifest(), "error") == after
+
+
+@pytest.mark.parametrize("change", ["label", "row_removed", "timestamp", "test_image"])
+def test_fingerprint_changes_with_the_challenge_csv_and_test_folder(challenge_dataset, change):
+    src = ChallengeSource(str(challenge_dataset))
+    before = fingerprint(src.manifest(), "error")
+    csv_path = challenge_dataset / "challengeA_train.csv"
+    lines = csv_path.read_text().splitlines()
+    if change == "label":  # same size, one label edited: 0 -> 1
+        lines[1] = lines[1].replace(",0", ",1")
+        csv_path.write_text("\n".join(lines) + "\n")
+        _touch_later(csv_path)  # the edit may land in the same mtime tick as the fixture's write
+    elif change == "row_removed":
+        csv_path.write_text("\n".join(lines[:-1]) + "\n")
+    elif change == "timestamp":
+        _touch_later(csv_path)
+    elif change == "test_image":
+        write_image(challenge_dataset / "images_test" / "extra.png", face_like(np.random.default_rng(7), 1))
+    assert fingerprint(src.manifest(), "error") != before
+
+
+@pytest.mark.parametrize("change", ["pixel", "usage", "timestamp"])
+def test_fingerprint_changes_with_the_fer2013_csv(fer_csv, change):
+    src = Fer2013CsvSource(str(fer_csv))
+    before = fingerprint(src.manifest(), "error")
+    lines = fer_csv.read_text().splitlines()
+    if change == "pixel":
+        emotion, pixels, usage = lines[1].split(",")
+        lines[1] = ",".join([emotion, "7" + pixels[1:] if pixels[0] != "7" else "8" + pixels[1:], usage])
+        fer_csv.write_text("\n".join(lines) + "\n")
+        _touch_later(fer_csv)
+    elif change == "usage":
+        lines[1] = lines[1].replace("Training", "PublicTest")
+        fer_csv.write_text("\n".join(lines) + "\n")
+    elif change == "timestamp":
+        _touch_later(fer_csv)
+    assert fingerprint(src.manifest(), "error") != before
+
+
+def test_fingerprint_follows_the_synthetic_generator_code_and_settings(monkeypatch, tmp_path):
+    import fer.data.synthetic as generator
+
+    src = SyntheticSource(n_train=14, n_test=7)
+    before = fingerprint(src.manifest(), "error")
+    assert fingerprint(SyntheticSource(n_train=14, n_test=7, nuisance=0.5).manifest(), "error") != before
+    assert fingerprint(SyntheticSource(n_train=14, n_test=7, seed=1).manifest(), "error") != before
+    # an edited drawing routine (a copy of the module with one more line) is a different data set
+    edited = tmp_path / "synthetic.py"
+    edited.write_text(Path(generator.__file__).read_text() + "\n# edited\n")
+    monkeypatch.setattr(generator, "__file__", str(edited))
+    assert fingerprint(src.manifest(), "error") != before
 
 
 def test_changed_source_rebuilds_and_replaces_the_old_entry(folder_dataset, tmp_path):
@@ -89,3 +153,57 @@ def test_release_pages_keeps_data_readable(tmp_path):
     before = cache.images[5].copy()
     cache.release_pages()
     assert np.array_equal(cache.images[5], before)
+
+
+def _mapped_rss_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of `path` (/proc/self/smaps)."""
+    import re
+
+    header = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if header.match(line):
+            inside = line.rstrip().endswith(" " + str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def _raw_cache_entry(folder: Path, n: int, seed: int = 0) -> Path:
+    """A cache entry written directly (random pixels): big enough to measure, no decoding."""
+    import json
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    rng.integers(0, 256, (n, 48, 48), dtype=np.uint8).tofile(folder / "images.u8")
+    np.save(folder / "labels.npy", rng.integers(0, 7, n))
+    np.save(folder / "splits.npy", np.zeros(n, np.int8))
+    (folder / "names.txt").write_text("\n".join(f"{i}.png" for i in range(n)))
+    (folder / "info.json").write_text(json.dumps({"n": n, "split_names": ["train"]}))
+    return folder
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="needs Linux /proc/self/smaps")
+def test_big_cache_gather_is_chunked_and_leaves_nothing_mapped(tmp_path, monkeypatch):
+    """Caches over the mapping budget are read in chunks with the mapping released after each: a random pass over
+    every row leaves (almost) none of the file resident in this process, and the rows are the right ones."""
+    import fer.data.cache as cache_module
+
+    n = 20_000  # 46 MB
+    cache = ImageCache(_raw_cache_entry(tmp_path / "big", n))
+    data = cache.path / "images.u8"
+    monkeypatch.setattr(cache_module, "_MAP_BUDGET", 2**20)  # as if the cache were far bigger than 512 MB
+    order = np.random.default_rng(1).permutation(n)
+    cache.release_pages()
+    for start in range(0, n, 512):  # one epoch of batches, as BatchStream reads them
+        cache.gather(np.sort(order[start:start + 512]))
+    assert _mapped_rss_kb(data) < 1024, _mapped_rss_kb(data)
+    # the same pass without the budget keeps the whole file mapped: the check above can see the difference
+    monkeypatch.setattr(cache_module, "_MAP_BUDGET", 2**40)
+    for start in range(0, n, 512):
+        cache.gather(np.sort(order[start:start + 512]))
+    assert _mapped_rss_kb(data) > 30 * 1024
+    monkeypatch.setattr(cache_module, "_MAP_BUDGET", 2**20)
+    idx = np.sort(order[:1000])
+    expected = np.fromfile(data, dtype=np.uint8).reshape(n, 48, 48)[idx]
+    assert np.array_equal(cache.gather(idx), expected)

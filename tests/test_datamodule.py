@@ -19,7 +19,6 @@ from fer.data.datamodule import FERDataModule, stratified_split
 from fer.data.errors import DataError
 from fer.data.sources import ChallengeSource, FolderSource, SyntheticSource
 
-from conftest import SHARED_FER2013
 
 
 def make_dm(tmp_path: Path, **kw) -> FERDataModule:
@@ -75,7 +74,12 @@ def test_on_device_copy_gives_the_same_batches(tmp_path):
     a = list(mm.train_dataloader())
     b = list(dev.train_dataloader())
     assert isinstance(dev.train_dataloader().images, torch.Tensor)
+    assert len(a) == len(b) == len(mm.train_dataloader()) == 315 // 32
     assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b))
+    for part in ("val", "test"):  # evaluation streams too, every image once
+        ev_mm, ev_dev = list(getattr(mm, f"{part}_dataloader")()), list(getattr(dev, f"{part}_dataloader")())
+        assert len(ev_mm) == len(ev_dev) and sum(len(y) for _, y in ev_dev) == len(mm.idx[part])
+        assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(ev_mm, ev_dev))
 
 
 def test_augmentation_shape_dtype_seed_determinism():
@@ -157,11 +161,10 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert res["n"] == len(a) // 16 * 16
 
 
-@pytest.mark.skipif(not SHARED_FER2013.is_dir(), reason="../shared/fer2013 not present")
-def test_real_fer2013_counts(tmp_path):
+def test_real_fer2013_counts(shared_fer2013, tmp_path):
     from fer.data.cache import open_cache
 
-    cache = open_cache(FolderSource(str(SHARED_FER2013)), tmp_path / "cache", progress=False)
+    cache = open_cache(FolderSource(str(shared_fer2013)), tmp_path / "cache", progress=False)
     counts = {s: np.bincount(cache.labels[cache.split_indices(s)], minlength=7).tolist() for s in cache.split_names}
     # angry, disgust, fear, happy, sad, surprise, neutral
     assert counts == {"train": [3995, 436, 4097, 7215, 4830, 3171, 4965],

@@ -163,3 +163,38 @@ def test_predict_faces_bad_input(ckpt, photos, tmp_path):
     assert result.skipped == 1 and Path(result.skipped_file).is_file() and result.rows == 1
     with pytest.raises(DataError, match="none of the 1 photo"):
         _predict(ckpt, tmp_path, f"input={bad}", "on_bad_image=skip")
+
+
+def test_several_faces_in_one_photo_rows_order_and_boxes(ckpt, tmp_path):
+    """A group photo (the astronaut twice: as is on the right, mirrored on the left): one row per face, left to
+    right, each box on its face, each face's probabilities those of its own crop."""
+    import torch
+
+    from fer.models.loading import load_model
+
+    photo = astronaut()
+    group = np.concatenate([photo[:, ::-1], photo], axis=1)  # 1024 x 512: faces near x = 290 and 734
+    folder = tmp_path / "group"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "b_group.png"), cv2.cvtColor(np.ascontiguousarray(group), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "a_single.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    # searched at full size (at the default 800 px the Haar cascade also fires on a patch of the suit)
+    result = _predict(ckpt, tmp_path, f"input={folder}", "probabilities=true", "face_max_side=1100")
+    with open(tmp_path / "faces.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["image"], r["face"]) for r in rows] == [("a_single.png", "0"), ("b_group.png", "0"),
+                                                       ("b_group.png", "1")]
+    boxes = [tuple(int(r[k]) for k in "xywh") for r in rows]
+    mirrored_centre = (512 - FACE_CENTRE[0], FACE_CENTRE[1])
+    for box, (cx, cy) in zip(boxes, [FACE_CENTRE, mirrored_centre, (512 + FACE_CENTRE[0], FACE_CENTRE[1])]):
+        x, y, w, h = box
+        assert abs(x + w / 2 - cx) < 30 and abs(y + h / 2 - cy) < 30 and 0.6 < w / FACE_SIZE < 1.6, box
+    # each row's probabilities are the model's on that face's own crop (faces are batched, not mixed up)
+    gray = cv2.cvtColor(np.ascontiguousarray(group), cv2.COLOR_RGB2BGR)
+    crops = np.stack([crop_face(gray, b, 0.1) for b in boxes[1:]])
+    with torch.no_grad():
+        expected = load_model(ckpt).predict_proba(torch.from_numpy(crops).float().div(255).unsqueeze(1)).numpy()
+    got = np.array([[float(r[f"prob_{c}"]) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise",
+                                                       "neutral")] for r in rows[1:]])
+    np.testing.assert_allclose(got, expected, atol=2e-3)  # bf16 where the CPU has it
+    assert result.rows == 3 and result.extra["faces"] == 3

@@ -136,7 +136,7 @@ def test_submission_every_model(model, trained, work, challenge):
     assert probs.shape == (N_TEST, 7)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
     assert (probs.argmax(1) == labels).all()
-    assert result.resized >= 1 and result.color >= 1  # the odd-size and the colour image were converted
+    assert result.resized == 1 and result.color == 1  # the odd-size and the colour image were converted
     assert not list(out.parent.glob(".*.tmp"))
 
 
@@ -170,8 +170,16 @@ def test_labelled_test_split_reports_accuracy(fast_ckpt, work, capsys):
                             rng.integers(0, 256, (48, 48), dtype=np.uint8))
     result, out = predict(work, fast_ckpt, "data=fer2013", f"data.root={root}", "split=publictest")
     assert result.rows == 6 and result.split == "publictest"
-    assert 0.0 <= result.accuracy <= 1.0 and 0.0 <= result.f1_macro <= 1.0
-    assert "accuracy" in capsys.readouterr().out
+    # the summary's figures, recomputed from the CSV's predictions and the class folders' labels
+    from sklearn.metrics import f1_score
+
+    header, rows = read_csv(out)
+    truth = [CLASS_NAMES.index(name.split("_")[1]) for name, _ in rows]
+    preds = [int(label) for _, label in rows]
+    expected_acc = float(np.mean(np.array(truth) == np.array(preds)))
+    assert result.accuracy == pytest.approx(expected_acc, abs=1e-12)
+    assert result.f1_macro == pytest.approx(f1_score(truth, preds, average="macro", zero_division=0), abs=1e-12)
+    assert f"accuracy {expected_acc:.4f}, macro-F1 {result.f1_macro:.4f}" in capsys.readouterr().out
     with pytest.raises(UserError, match="split=validation: not in the data"):
         predict(work, fast_ckpt, "data=fer2013", f"data.root={root}", "split=validation")
 
@@ -195,13 +203,40 @@ def test_tta_views_and_shapes():
     torch.testing.assert_close(probs.sum(1), torch.ones(5))
 
 
+def _hand_tta(model, images: np.ndarray, shift: int) -> np.ndarray:
+    """The mean of the TTA views, built without fer.predict.tta: the image, its mirror and, when `shift`, copies
+    moved by `shift` px right, left, down and up with the edge pixels repeated into the uncovered border."""
+    import torch
+
+    views = [images, images[:, :, ::-1]]
+    if shift:
+        padded = np.pad(images, ((0, 0), (shift, shift), (shift, shift)), mode="edge")
+        s, n = shift, images.shape[1]
+        views += [padded[:, top:top + n, left:left + n] for top, left in ((s, 0), (s, 2 * s), (0, s), (2 * s, s))]
+    with torch.no_grad():
+        probs = [model.predict_proba(torch.from_numpy(np.ascontiguousarray(v)).float().div(255).unsqueeze(1))
+                 for v in views]
+    return torch.stack(probs).mean(0).numpy()
+
+
 def test_tta_end_to_end(fast_ckpt, work, challenge):
-    plain, _ = predict(work, fast_ckpt, f"input={challenge / 'images_test'}", "precision=fp32")
-    tta, _ = predict(work, fast_ckpt, f"input={challenge / 'images_test'}", "precision=fp32", "tta=true",
-                     "tta_shifts=true")
-    assert tta.probs.shape == plain.probs.shape == (N_TEST, 7)
-    np.testing.assert_allclose(tta.probs.sum(1), 1.0, atol=1e-5)
-    assert not np.allclose(tta.probs, plain.probs)
+    from fer.data.cache import open_cache
+    from fer.data.sources import ImageListSource
+    from fer.models.loading import load_model
+
+    folder = challenge / "images_test"
+    tta, _ = predict(work, fast_ckpt, f"input={folder}", "precision=fp32", "tta=true", "tta_shifts=true")
+    flip, _ = predict(work, fast_ckpt, f"input={folder}", "precision=fp32", "tta=true")
+    assert tta.probs.shape == flip.probs.shape == (N_TEST, 7)
+    # the images exactly as predict.py read them (same cache), in the result's order (sorted by name)
+    cache = open_cache(ImageListSource([str(folder)]), work / "cache", progress=False)
+    order = np.argsort([Path(n).name for n in cache.names])
+    assert [Path(cache.names[i]).name for i in order] == tta.names
+    images, model = np.asarray(cache.images)[order], load_model(fast_ckpt)
+    six, two = _hand_tta(model, images, 2), _hand_tta(model, images, 0)
+    assert not np.allclose(six, two, atol=1e-5)  # the shifted views matter for this model and these images
+    np.testing.assert_allclose(tta.probs, six, atol=1e-5)
+    np.testing.assert_allclose(flip.probs, two, atol=1e-5)
 
 
 def test_ensemble_averages_members(trained, work, challenge):
@@ -252,14 +287,27 @@ def test_ensemble_weights_given_and_fitted_on_val(trained, work, challenge, capl
     given, _ = predict(work, [a, b], *data, "ensemble_weights=[3,1]")
     np.testing.assert_allclose(given.probs, 0.75 * pa.probs + 0.25 * pb.probs, atol=1e-5)
 
-    fitted, _ = predict(work, [a, b], *data, "ensemble_weights=val", "tta=true")
+    tta = ("tta=true", "tta_shifts=true")
+    fitted, _ = predict(work, [a, b], *data, "ensemble_weights=val", *tta)
     info = fitted.extra["ensemble_weights"]
     assert info["how"] == "val" and info["n_val"] == 14 and len(info["member_acc"]) == 2
-    assert sum(info["weights"]) == pytest.approx(1.0) and min(info["weights"]) >= 0
-    tta_a, _ = predict(work, a, *data, "tta=true")
-    tta_b, _ = predict(work, b, *data, "tta=true")
+    tta_a, _ = predict(work, a, *data, *tta)
+    tta_b, _ = predict(work, b, *data, *tta)
     w = info["weights"]
     np.testing.assert_allclose(fitted.probs, w[0] * tta_a.probs + w[1] * tta_b.probs, atol=1e-5)
+    # the weights were fitted on the val split scored with the same six TTA views as the test images
+    from fer.data.cache import open_cache
+    from fer.data.datamodule import train_val_indices
+    from fer.data.sources import SyntheticSource
+    from fer.models.loading import load_model
+    from fer.predict.ensemble import fit_weights
+
+    cache = open_cache(SyntheticSource(n_train=290, n_test=8), work / "cache", progress=False)
+    _, val = train_val_indices(cache, "train", 0.05, 0)
+    val_probs = np.stack([_hand_tta(load_model(m), np.asarray(cache.images)[val], 2) for m in (a, b)])
+    labels = cache.labels[val]
+    np.testing.assert_allclose(w, fit_weights(val_probs, labels), atol=1e-4)
+    assert info["member_acc"] == pytest.approx([float((p.argmax(1) == labels).mean()) for p in val_probs])
 
     # images from input=: the val split still comes from data= (its own cache, opened for the weights)
     folder, _ = predict(work, [a, b], *data, "ensemble_weights=val", f"input={challenge / 'images_test'}")
@@ -372,7 +420,7 @@ def test_run_folder_resolution(fast_ckpt, work):
 
 
 # ---------------------------------------------------------------------------------------------- bad input
-def test_bad_checkpoints(work, tmp_path, challenge, store):
+def test_bad_checkpoints(fast_ckpt, work, tmp_path, challenge, store):
     args = (f"input={challenge / 'images_test'}",)
     with pytest.raises(UserError, match="checkpoint not found"):
         predict(work, tmp_path / "missing.ckpt", *args)
@@ -391,6 +439,16 @@ def test_bad_checkpoints(work, tmp_path, challenge, store):
     torch.save({"weights": torch.zeros(3)}, plain)
     with pytest.raises(UserError, match="not a fer model checkpoint"):
         predict(work, plain, *args)
+    mlp = torch.load(fast_ckpt, map_location="cpu", weights_only=True)
+    unknown = tmp_path / "unknown_class.ckpt"
+    torch.save({**mlp, "fer_model_class": "fer.models.nope.Nope"}, unknown)
+    with pytest.raises(UserError, match="unknown_class.ckpt: model class fer.models.nope.Nope not found"):
+        predict(work, unknown, *args)
+    # the MLP's weights under the CNN's name: refused, naming the file and the model it was taken for
+    wrong = tmp_path / "wrong_model.ckpt"
+    torch.save({**mlp, "fer_model_class": "fer.models.cnn.CNN", "hyper_parameters": {}}, wrong)
+    with pytest.raises(UserError, match="wrong_model.ckpt: weights do not fit CNN"):
+        predict(work, wrong, *args)
     with pytest.raises(UserError, match="unknown MLflow run id"):
         predict(work, "f" * 32, *args, f"tracking_uri={store}")
     with pytest.raises(UserError, match="no MLflow store"):

@@ -137,9 +137,33 @@ def test_challenge_csv_problems_name_the_row(challenge_dataset, rows, match):
 
 
 def test_challenge_empty_csv_and_empty_test_folder(challenge_dataset):
-    (challenge_dataset / "challengeA_train.csv").write_text("Image_ID,Emotion\n")
-    with pytest.raises(DataError, match="no rows"):
+    csv_path = challenge_dataset / "challengeA_train.csv"
+    rows = csv_path.read_text()
+    csv_path.write_text("Image_ID,Emotion\n")
+    with pytest.raises(DataError, match="challengeA_train.csv: no rows"):
         ChallengeSource(str(challenge_dataset)).manifest()
+    csv_path.write_text(rows)
+    for f in (challenge_dataset / "images_test").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match="images_test: empty folder"):
+        ChallengeSource(str(challenge_dataset)).manifest()
+    (challenge_dataset / "images_test").rmdir()  # no test folder at all is fine: training data only
+    manifest = ChallengeSource(str(challenge_dataset)).manifest()
+    assert set(manifest.splits) == {"train"} and len(manifest) == 28
+
+
+@pytest.mark.parametrize("row,match", [
+    ("9,{pixels},Training", r"fer2013.csv:3: unknown emotion '9'; expected 0-6"),
+    ("smile,{pixels},Training", r"fer2013.csv:3: unknown emotion 'smile'"),
+    ("3,{pixels},Validation", r"fer2013.csv:3: unknown Usage 'Validation'; expected Training, PublicTest"),
+    ("3,{pixels},", r"fer2013.csv:3: unknown Usage ''"),
+])
+def test_fer_csv_unknown_emotion_or_usage_named_by_row(fer_csv, row, match):
+    lines = fer_csv.read_text().splitlines()
+    lines[2] = row.format(pixels=lines[2].split(",")[1])
+    fer_csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=match):
+        Fer2013CsvSource(str(fer_csv)).manifest()
 
 
 def test_fer_csv_bad_pixels_named_by_row(fer_csv, tmp_path):

@@ -14,7 +14,7 @@ import torch
 from fer.models.loading import load_model
 from fer.training import run_training
 
-from helpers import FAST, MODEL_NAMES, ROOT, compose_train, mlflow_overrides
+from helpers import FAST, MODEL_NAMES, ROOT, compose_train, mlflow_overrides, nll, score_test_split
 
 
 def _predict(model, x: torch.Tensor) -> np.ndarray:
@@ -24,32 +24,62 @@ def _predict(model, x: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
 def test_one_epoch_mlflow_run_and_reload(model_name, tmp_path):
+    """One tracked run per model: what MLflow holds (params, metrics, reports, the best checkpoint, the logged
+    model) and that the saved checkpoint scores the test split exactly as the run reported, with and without TTA."""
+    import mlflow.pyfunc
     from mlflow.tracking import MlflowClient
 
-    overrides = [f"model={model_name}", *FAST, *mlflow_overrides(tmp_path)]
+    overrides = [f"model={model_name}", *FAST, *mlflow_overrides(tmp_path), "model.test_tta=flip_shifts"]
     if model_name == "efficientnet":
         overrides.append("model.input_size=64")  # keeps the test fast; the default upscales to 96
     cfg = compose_train(tmp_path, overrides)
     results = run_training(cfg, model_name=model_name)
-    assert 0.0 <= results["test/acc"] <= 1.0 and "test/f1_macro" in results
 
     client = MlflowClient(cfg.logger.mlflow.tracking_uri)
     exp = client.get_experiment_by_name(cfg.experiment_name)
     (run,) = client.search_runs([exp.experiment_id])
+    rid = run.info.run_id
     assert run.info.status == "FINISHED" and run.data.params["model"] == model_name
-    assert {"test/acc", "test/f1_macro", "val/acc", "train/loss", "test/recall_disgust"} <= set(run.data.metrics)
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
-    assert {"reports/confusion_matrix.png", "reports/per_class_report.csv"} <= artifacts
-    assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    metrics = run.data.metrics
+    assert {"test/acc", "test/f1_macro", "test_tta/acc", "val/acc", "train/loss", "test/recall_disgust"} <= set(metrics)
+    if cfg.model.get("optimizer"):  # LearningRateMonitor: the learning rate of every epoch
+        lr_keys = [k for k in metrics if k.startswith("lr-")]
+        assert len(lr_keys) == 1 and metrics[lr_keys[0]] > 0, sorted(metrics)
+    reports = {a.path for a in client.list_artifacts(rid, "reports")}
+    assert {"reports/confusion_matrix.png", "reports/per_class_report.csv"} <= reports
+    assert "config.yaml" in {a.path for a in client.list_artifacts(rid)}
 
-    # the best checkpoint rebuilds the same model: identical predictions
-    best = run.data.tags["best_checkpoint"]
-    x = torch.rand(16, 1, 48, 48)
-    again = load_model(best)
-    first = load_model(best)
-    assert np.allclose(_predict(first, x), _predict(again, x), atol=1e-6)
+    # the best checkpoint is the tagged file, uploaded as an artifact byte for byte
+    best = Path(run.data.tags["best_checkpoint"])
+    assert best.parent == Path(cfg.paths.output_dir) / "checkpoints" and best.name.startswith("epoch_")
+    uploaded = Path(client.download_artifacts(rid, f"checkpoints/{best.name}", str(tmp_path / "dl")))
+    assert uploaded.read_bytes() == best.read_bytes()
     info = json.loads((Path(cfg.paths.output_dir) / "run_info.json").read_text())
-    assert info["mlflow_run_id"] == run.info.run_id
+    assert info["mlflow_run_id"] == rid
+
+    # the reloaded checkpoint reproduces the run's test figures (same bf16 precision and batch size)
+    model = load_model(best)
+    probs, labels = score_test_split(cfg, model)
+    preds = probs.argmax(1)
+    assert len(labels) == cfg.data.source.n_test
+    assert results["test/acc"] == metrics["test/acc"] == pytest.approx(float((preds == labels).mean()), abs=1e-6)
+    assert metrics["test/loss"] == pytest.approx(nll(probs, labels), rel=1e-4, abs=1e-5)
+    # test_tta/ (training) and predict.py's tta=true tta_shifts=true score the same six views
+    tta_probs, _ = score_test_split(cfg, model, tta=True)
+    assert metrics["test_tta/acc"] == pytest.approx(float((tta_probs.argmax(1) == labels).mean()), abs=1e-6)
+    assert metrics["test_tta/loss"] == pytest.approx(nll(tta_probs, labels), rel=1e-4, abs=1e-5)
+    # misclassified grid: logged whenever the model got a test image wrong
+    assert ("reports/misclassified.png" in reports) == bool((preds != labels).any())
+
+    # the logged MLflow model loads back and predicts what the checkpoint predicts
+    x = torch.rand(16, 1, 48, 48)
+    logged = mlflow.pyfunc.load_model(f"runs:/{rid}/model")
+    if "pytorch" in logged.metadata.flavors:  # neural models: the module itself, returning logits
+        out = np.asarray(logged.predict(x.numpy()))
+        np.testing.assert_allclose(torch.softmax(torch.from_numpy(out), 1).numpy(), _predict(model, x), atol=1e-5)
+    else:  # the SVM: its sklearn pipeline on flattened images, returning class indices
+        out = np.asarray(logged.predict(x.reshape(16, -1).numpy()))
+        assert np.array_equal(out, _predict(model, x).argmax(1))
 
 
 @pytest.mark.parametrize("mode", ["balanced", "sqrt"])
@@ -77,55 +107,134 @@ def test_class_weights_follow_training_counts_and_change_the_loss(mode):
     assert model._loss(logits, y) > plain  # the rare class's error weighs more
 
 
-def test_resume_continues_from_last_checkpoint_in_the_same_run(tmp_path):
+def test_resume_after_kill_9_finishes_the_same_mlflow_run(tmp_path):
+    """A real train.py killed with SIGKILL after its first epoch: MLflow shows the run RUNNING; resume= continues
+    it from last.ckpt in the same MLflow run, which ends FINISHED with one val/acc per epoch."""
+    import os
+    import signal
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "run"
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    cmd = [sys.executable, str(ROOT / "train.py"), "model=mlp", *FAST, "trainer.max_epochs=3",
+           "callbacks.early_stopping=null", "+callbacks.slow._target_=helpers.SlowEpochs", f"hydra.run.dir={run_dir}",
+           f"paths.cache_dir={tmp_path / 'cache'}", f"logger.mlflow.tracking_uri={uri}",
+           f"logger.mlflow.artifact_location={tmp_path / 'mlruns' / 'artifacts'}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "MLFLOW_TRACKING_URI")}
+    env.update(FER_TEST_SLOW_EPOCH="120", PYTHONPATH=f"{ROOT / 'tests'}{os.pathsep}{env.get('PYTHONPATH', '')}")
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            last = run_dir / "checkpoints" / "last.ckpt"
+            deadline = time.monotonic() + 240
+            while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1.0)  # epoch 2 is sleeping by now: last.ckpt is complete
+            assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("fer").experiment_id])
+    assert run.info.status == "RUNNING"  # killed: nobody could mark it finished
+
+    run_training(compose_train(tmp_path / "other", [f"resume={run_dir}", "logger=none"]))
+    (run,) = client.search_runs([client.get_experiment_by_name("fer").experiment_id])
+    assert run.info.status == "FINISHED"
+    val_steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    assert len(val_steps) == len(set(val_steps)) == 3  # one value per epoch: none lost, none twice
+    assert "test/acc" in run.data.metrics
+    assert torch.load(last, weights_only=True)["global_step"] == 3 * 2
+
+
+def test_resume_needs_last_checkpoint_and_survives_a_lost_run_info(tmp_path, caplog):
     from mlflow.tracking import MlflowClient
 
     common = ["model=mlp", *FAST, *mlflow_overrides(tmp_path), "callbacks.early_stopping=null"]
     cfg = compose_train(tmp_path, [*common, "trainer.max_epochs=1"])
-    run_training(cfg, model_name="mlp")  # as if killed after epoch 1 of 3: last.ckpt exists
+    run_training(cfg, model_name="mlp")
     run_dir = Path(cfg.paths.output_dir)
-    # the saved composed config says 3 epochs, as the killed run was asked for
-    saved = compose_train(tmp_path, [*common, "trainer.max_epochs=3"])
-    (run_dir / ".hydra").mkdir()
     from omegaconf import OmegaConf
 
-    OmegaConf.save(saved, run_dir / ".hydra" / "config.yaml")
-    resumed = compose_train(tmp_path / "other", [f"resume={run_dir}", "logger=none"])
-    run_training(resumed)
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["global_step"] == 3 * 2  # 3 epochs x 2 batches: epochs 2 and 3 ran after the resume
+    from hydra.core.hydra_config import HydraConfig
+
+    (run_dir / ".hydra").mkdir()  # what train.py's Hydra writes: the composed config and its own record
+    OmegaConf.save(compose_train(tmp_path, [*common, "trainer.max_epochs=2"]), run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": HydraConfig.get()}), run_dir / ".hydra" / "hydra.yaml")
+    # no run_info.json (deleted, or a folder copied without it): a new MLflow run, with its params and config
+    (run_dir / "run_info.json").unlink()
+    with caplog.at_level("WARNING"):
+        run_training(compose_train(tmp_path / "other", [f"resume={run_dir}", "logger=none"]))
+    assert "no run_info.json" in caplog.text
     client = MlflowClient(cfg.logger.mlflow.tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name(cfg.experiment_name).experiment_id])
-    assert len(runs) == 1  # same MLflow run, continued
-    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val/acc")]
-    assert len(steps) == 3
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    newest = max(runs, key=lambda r: r.info.start_time)
+    assert newest.data.params["model"] == "mlp" and "config.yaml" in {a.path for a in client.list_artifacts(
+        newest.info.run_id)}
+    assert json.loads((run_dir / "run_info.json").read_text())["mlflow_run_id"] == newest.info.run_id
+    # no last.ckpt: nothing to resume from, said in one line
+    (run_dir / "checkpoints" / "last.ckpt").unlink()
+    from fer.data.errors import DataError
+
+    with pytest.raises(DataError, match="no checkpoints/last.ckpt in it"):
+        run_training(compose_train(tmp_path / "again", [f"resume={run_dir}", "logger=none"]))
 
 
 def test_ddp_two_cpu_processes(tmp_path):
-    """A real 2-process DDP fit (gloo on CPU) through train.py."""
+    """A real 2-process DDP fit (gloo on CPU) through train.py: each rank trains on its own half, the step count is
+    that of one rank's shard, and the test split (odd-sized, so one rank's shard is padded) counts every image once."""
+    import pandas as pd
+
     out = tmp_path / "ddp"
     cmd = [sys.executable, str(ROOT / "train.py"), "model=mlp", "trainer=ddp", "trainer.accelerator=cpu",
-           "trainer.devices=2", "trainer.sync_batchnorm=false", "trainer.precision=32", "logger=none", *FAST, f"hydra.run.dir={out}",
-           f"paths.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=2"]
+           "trainer.devices=2", "trainer.sync_batchnorm=false", "trainer.precision=32", "logger=none", *FAST,
+           f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=2",
+           "data.source.n_test=71", "callbacks.early_stopping=null"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (out / "checkpoints" / "last.ckpt").is_file()
-    assert json.loads((out / "results.json").read_text())["test/acc"] >= 0
+    text = proc.stdout + proc.stderr
+    # 280 train images less a 10% val split = 252; 126 per rank; drop_last batches of 32: 3 per epoch
+    for rank in (0, 1):
+        assert f"training on rank {rank} of 2: 96 images per epoch in 3 batches of 32" in text, text[-3000:]
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2 * 2  # 2 epochs of limit_train_batches=2 steps, the same on both ranks
+    report = pd.read_csv(out / "reports" / "per_class_report.csv")
+    assert report["support"].sum() == 71  # the whole test split, the padding copy not counted
+    # test/acc is the single-process accuracy of the tested checkpoint over the 71 test images, exactly
+    results = json.loads((out / "results.json").read_text())
+    best = [p for p in (out / "checkpoints").glob("epoch_*.ckpt")]
+    assert len(best) == 1
+    cfg = compose_train(tmp_path / "rescore", [*FAST, "model=mlp", "logger=none", "data.source.n_test=71",
+                                               f"paths.cache_dir={tmp_path / 'cache'}"])
+    probs, labels = score_test_split(cfg, load_model(best[0]), precision=None)
+    assert len(labels) == 71
+    assert results["test/acc"] == pytest.approx(float((probs.argmax(1) == labels).mean()), abs=1e-6)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["model=nope"], "Could not find 'model/nope'"),
-    (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' is not a number"),
-    (["model.dropuot=0.1"], "Could not override 'model.dropuot'"),
-    (["data=fer2013", "data.root=/nonexistent/fer"], "data folder not found: /nonexistent/fer"),
-    (["resume=/nonexistent/run"], "resume=/nonexistent/run"),
+@pytest.mark.parametrize("args,message,code", [
+    (["model=nope"], "Could not find 'model/nope'", 1),  # Hydra's own messages (exit code 1)
+    (["model.dropuot=0.1"], "Could not override 'model.dropuot'", 1),
+    (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' is not a number", 2),  # ours: one line, exit code 2
+    (["data=fer2013", "data.root=/nonexistent/fer"], "data folder not found: /nonexistent/fer", 2),
+    (["resume=/nonexistent/run"], "resume=/nonexistent/run", 2),
 ])
-def test_cli_mistakes_give_one_clear_message(args, message, tmp_path):
+def test_cli_mistakes_give_one_clear_message(args, message, code, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "logger=none",
                            f"hydra.run.dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode != 0 and message in proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert message in proc.stderr
+    if code == 2:  # exactly one line says what is wrong, on stderr; it is not repeated on stdout
+        errors = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert errors == [f"error: {errors[0][len('error: '):]}"] and message in errors[0], proc.stderr
+        assert message not in proc.stdout
+        assert message in (tmp_path / "train.log").read_text()  # and the run's log file keeps it
 
 
 @pytest.mark.parametrize("parts", [["model/optimizer=sgd", "model/scheduler=onecycle"],

@@ -3,7 +3,8 @@
 Training: a fresh permutation per epoch (seed + epoch), identical on every rank, of which each rank takes
 a disjoint, equal-length shard (DDP needs the same number of steps on every rank).
 Evaluation: the split in order; under DDP each rank takes a contiguous part, padded by wrapping so every
-rank has the same number of batches (like torch's DistributedSampler).
+rank has the same number of batches (like torch's DistributedSampler). The padded copies carry the label
+IGNORE (-1), which the models' metrics and losses ignore: every image of the split counts exactly once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 
 from fer.data.cache import ImageCache
+
+IGNORE = -1  # label of the wrap-around padding under DDP evaluation (and of unlabelled images)
 
 
 class BatchStream:
@@ -49,6 +52,13 @@ class BatchStream:
         padded = np.resize(self.indices, per_rank * self.world_size) if n else self.indices
         return padded[self.rank * per_rank:(self.rank + 1) * per_rank]
 
+    def n_real(self) -> int:
+        """How many leading entries of this rank's shard are real (the rest is evaluation padding)."""
+        if self.shuffle:
+            return len(self.indices) // self.world_size
+        per_rank = math.ceil(len(self.indices) / self.world_size) if len(self.indices) else 0
+        return max(0, min(per_rank, len(self.indices) - self.rank * per_rank))
+
     def __len__(self) -> int:
         n = len(self.shard()) if not self.shuffle else len(self.indices) // self.world_size
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
@@ -58,12 +68,17 @@ class BatchStream:
         stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
         on_tensor = isinstance(self.images, torch.Tensor)
         gather = self.cache.gather if self.cache is not None and self.images is self.cache.images else None
+        real = self.n_real()
         for start in range(0, stop, self.batch_size):
             # sorted within the batch: sequential mmap reads; order inside a batch does not matter
             batch = np.sort(idx[start:start + self.batch_size]) if self.shuffle else idx[start:start + self.batch_size]
             if on_tensor:
                 sel = torch.from_numpy(batch).to(self.images.device)
-                yield self.images.index_select(0, sel), self.labels.index_select(0, sel)
+                images, labels = self.images.index_select(0, sel), self.labels.index_select(0, sel)
             else:
-                images = gather(batch) if gather is not None else self.images[batch]
-                yield torch.from_numpy(images), torch.from_numpy(self.labels[batch])
+                images = torch.from_numpy(gather(batch) if gather is not None else self.images[batch])
+                labels = torch.from_numpy(self.labels[batch])
+            if start + len(batch) > real:  # evaluation padding (DDP): a copy whose padded labels are IGNORE
+                labels = labels.clone()
+                labels[max(real - start, 0):] = IGNORE
+            yield images, labels

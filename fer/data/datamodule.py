@@ -174,7 +174,11 @@ class FERDataModule(pl.LightningDataModule):
                            seed=self.shuffle_seed, rank=rank, world_size=world, cache=self.cache)
 
     def train_dataloader(self) -> BatchStream:
-        return self._stream("train", train=True)
+        stream = self._stream("train", train=True)
+        log.info("training on rank %d of %d: %d images per epoch in %d batches of %d", stream.rank,
+                 stream.world_size, min(stream.n_real(), len(stream) * stream.batch_size),
+                 len(stream), stream.batch_size)
+        return stream
 
     def val_dataloader(self) -> BatchStream:
         return self._stream("val", train=False)

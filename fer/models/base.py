@@ -45,8 +45,9 @@ class FERClassifier(pl.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         # a buffer (not a plain attribute) so the weights used in training are saved with the checkpoint
         self.register_buffer("class_weight", torch.ones(NUM_CLASSES))
-        metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro"),
-                                    "f1_macro": MulticlassF1Score(NUM_CLASSES, average="macro")})
+        # ignore_index: evaluation padding under DDP carries label -1 (fer.data.batches.IGNORE)
+        metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro", ignore_index=-1),
+                                    "f1_macro": MulticlassF1Score(NUM_CLASSES, average="macro", ignore_index=-1)})
         # training logs accuracy only: macro-F1 per step costs ~10% of a fast model's (MLP) step time
         self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro")},
                                               prefix="train/")
@@ -56,7 +57,7 @@ class FERClassifier(pl.LightningModule):
         # run reports both; the plain test/ metrics, reports and misclassified images stay TTA-free
         self.test_tta_metrics = metrics.clone(prefix="test_tta/")
         self.test_tta_views = TEST_TTA_VIEWS[test_tta]
-        self.test_recall = MulticlassRecall(NUM_CLASSES, average="none")
+        self.test_recall = MulticlassRecall(NUM_CLASSES, average="none", ignore_index=-1)
         self.test_outputs: dict[str, Any] = {}
 
     # ---- to implement --------------------------------------------------------------------------------
@@ -89,8 +90,15 @@ class FERClassifier(pl.LightningModule):
             self.class_weight.copy_(weight / weight.mean())
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), y, weight=self.class_weight,
+        return F.cross_entropy(logits.float(), y, weight=self.class_weight, ignore_index=-1,
                                label_smoothing=self.hparams.label_smoothing)
+
+    def _log_eval_loss(self, name: str, logits: torch.Tensor, y: torch.Tensor) -> None:
+        # under DDP a batch can be all padding (label -1): its loss would be nan. The check syncs with the
+        # device, so it is only made where padding can happen.
+        if self.trainer.world_size > 1 and not bool((y >= 0).any()):
+            return
+        self.log(name, self._loss(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -108,7 +116,7 @@ class FERClassifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         self.val_metrics.update(logits, y)
-        self.log("val/loss", self._loss(logits, y), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
+        self._log_eval_loss("val/loss", logits, y)
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
@@ -124,15 +132,17 @@ class FERClassifier(pl.LightningModule):
         probs = self.predict_proba(x)
         self.test_metrics.update(probs, y)
         self.test_recall.update(probs, y)
-        self.log("test/loss", self._loss(torch.log(probs.clamp_min(1e-12)), y), on_epoch=True, batch_size=len(y))
+        self._log_eval_loss("test/loss", torch.log(probs.clamp_min(1e-12)), y)
         if self.test_tta_views is not None:
-            self.test_tta_metrics.update(tta_proba(self.predict_proba, x, *self.test_tta_views), y)
+            tta_probs = tta_proba(self.predict_proba, x, *self.test_tta_views)
+            self.test_tta_metrics.update(tta_probs, y)
+            self._log_eval_loss("test_tta/loss", torch.log(tta_probs.clamp_min(1e-12)), y)
         out = self.test_outputs
         out["probs"].append(probs.cpu())
         out["labels"].append(y.cpu())
         # keep a few misclassified images of every true class (test splits are often sorted by class, so
         # "the first 64" would all be angry)
-        wrong = (probs.argmax(1) != y).nonzero().flatten()
+        wrong = ((probs.argmax(1) != y) & (y >= 0)).nonzero().flatten()
         kept = torch.bincount(torch.cat(out["wrong_labels"]), minlength=NUM_CLASSES) if out["wrong_labels"] \
             else torch.zeros(NUM_CLASSES, dtype=torch.long)
         quota = _MAX_MISCLASSIFIED_KEPT // NUM_CLASSES
@@ -156,6 +166,8 @@ class FERClassifier(pl.LightningModule):
         if self.trainer.world_size > 1:  # reports cover the whole test split, not rank 0's shard
             for key in ("probs", "labels"):
                 out[key] = self.all_gather(out[key].to(self.device)).flatten(0, 1).cpu()
+        real = out["labels"] >= 0  # without the DDP padding: every test image once
+        out["probs"], out["labels"] = out["probs"][real], out["labels"][real]
         self.test_outputs = {k: v.numpy() for k, v in out.items()}
 
     # ---- optimisation --------------------------------------------------------------------------------
@@ -181,7 +193,9 @@ class FERClassifier(pl.LightningModule):
 
         from fer.tracking.mlflow_logger import model_requirements
 
-        example = np.zeros((1, 1, 48, 48), dtype=np.float32)  # float in [0,1], [B,1,48,48]
+        # float in [0,1], [B,1,48,48]. Two images, not one: MLflow exports the module with torch.export, which
+        # fixes every dimension whose example size is 1, and a batch of 1 gave a model that took 1 image only
+        example = np.zeros((2, 1, 48, 48), dtype=np.float32)
         model = copy.deepcopy(self).cpu().float().eval()
         mlflow.pytorch.log_model(model, name=artifact_path, input_example=example,
                                  pip_requirements=model_requirements())
