@@ -16,12 +16,10 @@ from fer.cli import friendly_errors  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from hydra.core.hydra_config import HydraConfig
-
     from fer.training import run_training
 
     with friendly_errors():
-        results = run_training(cfg, model_name=HydraConfig.get().runtime.choices.get("model", "model"))
+        results = run_training(cfg)
     # returned for sweepers (e.g. Optuna) that optimise a value
     return results.get("val/acc")
 

@@ -102,7 +102,7 @@ class TiledSynthetic:
             for start in range(0, self.n, len(base)):
                 stop = min(start + len(base), self.n)
                 out[start:stop] = base[: stop - start]
-            from fer.data.sources import FillReport
+            from fer.data.manifest import FillReport
 
             return FillReport(ok=np.ones(self.n, dtype=bool))
 

@@ -18,7 +18,15 @@ sys.path.insert(0, str(ROOT))
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from fer.tracking.mlflow_logger import tracking_uri_default  # noqa: E402
+from fer.tracking.record import METRIC_FIT_SECONDS, METRIC_PARAMS, PARAM_MODEL, SELECTION_METRIC  # noqa: E402
+
+def configured_tracking_uri() -> str:
+    """The MLflow store train.py writes to (conf/paths: MLFLOW_TRACKING_URI, else mlruns/mlflow.db)."""
+    from hydra import compose, initialize_config_dir
+
+    os.environ.setdefault("FER_ROOT", str(ROOT))
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train").paths.mlflow_tracking_uri
 
 
 def count_params(model: str) -> int:
@@ -42,9 +50,10 @@ def recipe_of(run_name: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("experiment", nargs="?", default="fer2013-defaults")
-    ap.add_argument("--tracking-uri", default=tracking_uri_default(os.environ.get("FER_ROOT", ROOT)))
+    ap.add_argument("--tracking-uri", default=None, help="default: the store train.py writes to")
     ap.add_argument("--reach", type=float, nargs="*", default=[], help="val/acc levels to time")
     args = ap.parse_args()
+    args.tracking_uri = args.tracking_uri or configured_tracking_uri()
     client = MlflowClient(args.tracking_uri)
     exp = client.get_experiment_by_name(args.experiment)
     if exp is None:
@@ -52,7 +61,7 @@ def main() -> None:
     rows = {}
     for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
                                   order_by=["attributes.start_time DESC"]):
-        rows.setdefault(run.data.params.get("model"), run)
+        rows.setdefault(run.data.params.get(PARAM_MODEL), run)
     tta = any("test_tta/acc" in run.data.metrics for run in rows.values())
     head = ["model", "recipe", "params", "epochs", "fit wall time", "best val acc", "publictest acc", "publictest macro-F1"]
     head += ["+ TTA acc", "+ TTA macro-F1"] if tta else []
@@ -61,17 +70,17 @@ def main() -> None:
     nan = float("nan")
     for model, run in rows.items():
         m = run.data.metrics
-        history = [h.value for h in client.get_metric_history(run.info.run_id, "val/acc")]
+        history = [h.value for h in client.get_metric_history(run.info.run_id, SELECTION_METRIC)]
         epochs, best_val = len(history), max(history, default=nan)  # the epoch the test used
-        params = m.get("model/params") or count_params(model)
-        cells = [model, recipe_of(run.info.run_name), f"{params / 1e6:.1f}M" if params else "-", str(epochs), f"{m.get('fit_seconds', 0) / 60:.1f} min",
+        params = m.get(METRIC_PARAMS) or count_params(model)
+        cells = [model, recipe_of(run.info.run_name), f"{params / 1e6:.1f}M" if params else "-", str(epochs), f"{m.get(METRIC_FIT_SECONDS, 0) / 60:.1f} min",
                  f"{best_val:.3f}", f"{m.get('test/acc', nan):.3f}", f"{m.get('test/f1_macro', nan):.3f}"]
         cells += [f"{m.get('test_tta/acc', nan):.3f}", f"{m.get('test_tta/f1_macro', nan):.3f}"] if tta else []
         print("| " + " | ".join(cells + [run.info.run_name]) + " |")
     if args.reach:
         print(f"\nminutes from run start to the first epoch with val/acc >= {', '.join(map(str, args.reach))}:")
         for model, run in rows.items():
-            history = client.get_metric_history(run.info.run_id, "val/acc")
+            history = client.get_metric_history(run.info.run_id, SELECTION_METRIC)
             times = [next((f"{(h.timestamp - run.info.start_time) / 60000:.1f} (epoch {i + 1})"
                            for i, h in enumerate(history) if h.value >= level), "not reached")
                      for level in args.reach]

@@ -7,13 +7,9 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from fer.data.errors import DataError
+from fer.errors import DataError, UserError
 
 log = logging.getLogger("fer")
-
-
-class UserError(ValueError):
-    """A mistake in how the tool was called (bad checkpoint, wrong argument): message only, no traceback."""
 
 
 @contextmanager

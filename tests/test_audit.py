@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer.audit.dedup import (drop_train_duplicates, exact_groups, find_duplicates, hamming_pairs,
-                             perceptual_hashes)
+from fer.data.duplicates import drop_train_duplicates, find_duplicates
+from fer.data.duplicates.hamming import hamming_pairs
+from fer.data.duplicates.hashes import exact_groups, perceptual_hashes
 from fer.audit.quality import assess_quality, face_space_residual
 from fer.audit.report import AuditSettings, run_audit
 from fer.classes import CLASS_NAMES
@@ -225,7 +226,7 @@ def test_datamodule_dedup_train_leaves_no_twin_of_val_or_test(planted, tmp_path)
     assert set(dropped.tolist()) == (exact_twin | near_twin) - set(held.tolist())
     dup = find_duplicates(deduped.cache.images, np.concatenate([deduped.idx["train"], held]))
     is_held = np.isin(dup.indices, held)
-    for g in range(dup.n_groups):  # no exact group mixes train and held-out images any more
+    for g in range(len(dup.groups())):  # no exact group mixes train and held-out images any more
         members = dup.group == g
         assert is_held[members].all() or not is_held[members].any()
     pair_held = np.isin(dup.near_a, held) ^ np.isin(dup.near_b, held)
@@ -252,7 +253,7 @@ def test_face_space_residual_flags_images_unlike_the_rest():
 def test_settings_from_config():
     assert AuditSettings.from_config(True) == AuditSettings()
     assert AuditSettings.from_config({"near_threshold": 3, "out_dir": "x"}).near_threshold == 3
-    from fer.cli import UserError
+    from fer.errors import UserError
 
     with pytest.raises(UserError, match="unknown audit option"):
         AuditSettings.from_config({"near_treshold": 3})
@@ -284,7 +285,7 @@ def test_train_with_audit_logs_the_report_to_mlflow(planted, tmp_path):
     fast = [o for o in FAST if not o.startswith("data.source.")]
     cfg = compose_train(tmp_path, ["model=mlp", "data=fer2013", f"data.root={planted}", "audit=true",
                                    *fast, *mlflow_overrides(tmp_path)])
-    run_training(cfg, model_name="mlp")
+    run_training(cfg)
     client = MlflowClient(cfg.logger.mlflow.tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name(cfg.experiment_name).experiment_id])
     tags = run.data.tags

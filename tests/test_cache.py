@@ -21,9 +21,9 @@ def _entries(cache_dir: Path) -> list[Path]:
 
 def test_second_open_reuses_the_entry_without_decoding(folder_dataset, tmp_path, monkeypatch):
     first = open_cache(FolderSource(str(folder_dataset)), tmp_path / "c", progress=False)
-    import fer.data.sources as sources
+    import fer.data.manifest as manifest
 
-    monkeypatch.setattr(sources, "decode_files", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(manifest, "decode_files", lambda *a, **k: pytest.fail("decoded again"))
     again = open_cache(FolderSource(str(folder_dataset)), tmp_path / "c", progress=False)
     assert again.path == first.path and np.array_equal(again.images, first.images)
 

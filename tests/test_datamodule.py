@@ -15,8 +15,9 @@ import torch.multiprocessing as mp
 
 from fer.data.augment import build_augmentation, to_unit_float
 from fer.data.batches import BatchStream
-from fer.data.datamodule import FERDataModule, stratified_split
-from fer.data.errors import DataError
+from fer.data.datamodule import FERDataModule
+from fer.data.splits import stratified_split
+from fer.errors import DataError
 from fer.data.sources import ChallengeSource, FolderSource, SyntheticSource
 
 

@@ -17,8 +17,8 @@ os.environ.setdefault("FER_ROOT", str(ROOT))
 from hydra import compose, initialize_config_dir  # noqa: E402
 from skimage.data import astronaut  # noqa: E402
 
-from fer.cli import UserError  # noqa: E402
-from fer.data.errors import DataError  # noqa: E402
+from fer.errors import UserError  # noqa: E402
+from fer.errors import DataError  # noqa: E402
 from fer.predict.faces import FaceDetector, crop_face, scan_photos  # noqa: E402
 
 # the astronaut's face in skimage.data.astronaut() (512x512): centre and size, measured by eye
@@ -118,7 +118,7 @@ def ckpt(tmp_path_factory) -> Path:
     model = MLP(hidden=(32,))
     path = tmp_path_factory.mktemp("ckpt") / "mlp.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "fer_model_class": "fer.models.mlp.MLP"}, path)
+                "fer_model": "mlp"}, path)
     return path
 
 

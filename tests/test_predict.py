@@ -21,8 +21,8 @@ os.environ.setdefault("FER_ROOT", str(ROOT))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from fer.classes import CLASS_NAMES  # noqa: E402
-from fer.cli import UserError  # noqa: E402
-from fer.data.errors import DataError  # noqa: E402
+from fer.errors import UserError  # noqa: E402
+from fer.errors import DataError  # noqa: E402
 from fer.predict.app import run_predict  # noqa: E402
 from fer.predict.submission import PROB_COLUMNS, output_names, write_csv_atomic  # noqa: E402
 
@@ -75,7 +75,7 @@ def trained(work):
     def get(model: str) -> Path:
         if model not in done:
             out = work / "train" / model
-            run_training(compose_cfg("train", train_overrides(model, out, work / "cache", 16, 1)), model)
+            run_training(compose_cfg("train", train_overrides(model, out, work / "cache", 16, 1)))
             ckpts = sorted(p for p in (out / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
             assert ckpts, f"{model}: training wrote no checkpoint"
             done[model] = ckpts[0]
@@ -180,7 +180,7 @@ def test_labelled_test_split_reports_accuracy(fast_ckpt, work, capsys):
     assert result.accuracy == pytest.approx(expected_acc, abs=1e-12)
     assert result.f1_macro == pytest.approx(f1_score(truth, preds, average="macro", zero_division=0), abs=1e-12)
     assert f"accuracy {expected_acc:.4f}, macro-F1 {result.f1_macro:.4f}" in capsys.readouterr().out
-    with pytest.raises(UserError, match="split=validation: not in the data"):
+    with pytest.raises(DataError, match="split=validation: not in the data"):
         predict(work, fast_ckpt, "data=fer2013", f"data.root={root}", "split=validation")
 
 
@@ -188,7 +188,7 @@ def test_labelled_test_split_reports_accuracy(fast_ckpt, work, capsys):
 def test_tta_views_and_shapes():
     import torch
 
-    from fer.predict.tta import n_views, shift_batch, tta_proba, tta_views
+    from fer.tta import n_views, shift_batch, tta_proba, tta_views
 
     x = torch.rand(5, 1, 48, 48)
     assert len(list(tta_views(x, flip=True, shift=0))) == n_views(True, 0) == 2
@@ -204,7 +204,7 @@ def test_tta_views_and_shapes():
 
 
 def _hand_tta(model, images: np.ndarray, shift: int) -> np.ndarray:
-    """The mean of the TTA views, built without fer.predict.tta: the image, its mirror and, when `shift`, copies
+    """The mean of the TTA views, built without fer.tta: the image, its mirror and, when `shift`, copies
     moved by `shift` px right, left, down and up with the edge pixels repeated into the uncovered border."""
     import torch
 
@@ -297,7 +297,7 @@ def test_ensemble_weights_given_and_fitted_on_val(trained, work, challenge, capl
     np.testing.assert_allclose(fitted.probs, w[0] * tta_a.probs + w[1] * tta_b.probs, atol=1e-5)
     # the weights were fitted on the val split scored with the same six TTA views as the test images
     from fer.data.cache import open_cache
-    from fer.data.datamodule import train_val_indices
+    from fer.data.splits import train_val_indices
     from fer.data.sources import SyntheticSource
     from fer.models.loading import load_model
     from fer.predict.ensemble import fit_weights
@@ -440,13 +440,13 @@ def test_bad_checkpoints(fast_ckpt, work, tmp_path, challenge, store):
     with pytest.raises(UserError, match="not a fer model checkpoint"):
         predict(work, plain, *args)
     mlp = torch.load(fast_ckpt, map_location="cpu", weights_only=True)
-    unknown = tmp_path / "unknown_class.ckpt"
-    torch.save({**mlp, "fer_model_class": "fer.models.nope.Nope"}, unknown)
-    with pytest.raises(UserError, match="unknown_class.ckpt: model class fer.models.nope.Nope not found"):
+    unknown = tmp_path / "unknown_model.ckpt"
+    torch.save({**mlp, "fer_model": "nope"}, unknown)
+    with pytest.raises(UserError, match="unknown_model.ckpt: model 'nope' is not a registered model of this fer"):
         predict(work, unknown, *args)
     # the MLP's weights under the CNN's name: refused, naming the file and the model it was taken for
     wrong = tmp_path / "wrong_model.ckpt"
-    torch.save({**mlp, "fer_model_class": "fer.models.cnn.CNN", "hyper_parameters": {}}, wrong)
+    torch.save({**mlp, "fer_model": "cnn", "hyper_parameters": {}}, wrong)
     with pytest.raises(UserError, match="wrong_model.ckpt: weights do not fit CNN"):
         predict(work, wrong, *args)
     with pytest.raises(UserError, match="unknown MLflow run id"):

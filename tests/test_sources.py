@@ -10,7 +10,7 @@ import pytest
 
 from fer.classes import CLASS_NAMES, parse_label
 from fer.data.cache import open_cache
-from fer.data.errors import DataError
+from fer.errors import DataError
 from fer.data.sources import ChallengeSource, Fer2013CsvSource, FolderSource, ImageListSource, SyntheticSource
 
 

@@ -3,7 +3,6 @@ neural models: one-epoch fit on un-augmented images, temperature-scaled SVC scor
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,8 +17,12 @@ from torch import nn
 from fer.data.augment import to_unit_float
 from fer.data.datamodule import FERDataModule
 from fer.data.sources import SyntheticSource
+from fer.errors import UserError
+from fer.models.calibration import fit_temperature
+from fer.models.hog import HogFeatures, hog_batch
 from fer.models.loading import load_model, read_checkpoint
-from fer.models.svm import CHECKPOINT_KEY, HogFeatures, HogSVM, fit_temperature, hog_batch, load_pipeline_bytes
+from fer.models.svm import HogSVM
+from fer.models.svm_storage import LEGACY_PICKLE_KEY, SKOPS_KEY
 from fer.training import instantiate_model
 
 from conftest import ROOT
@@ -146,8 +149,8 @@ def test_probabilities_sum_to_one(trained):
 # ---- checkpoints -------------------------------------------------------------------------------------
 def test_checkpoint_round_trip_gives_identical_predictions(trained):
     checkpoint = read_checkpoint(trained.ckpt)  # torch.load(weights_only=True): only tensors, plain types, bytes
-    assert checkpoint["fer_model_class"] == "fer.models.svm.HogSVM"
-    assert isinstance(checkpoint[CHECKPOINT_KEY], bytes)
+    assert checkpoint["fer_model"] == "svm" and "fer_model_class" not in checkpoint
+    assert isinstance(checkpoint[SKOPS_KEY], bytes) and LEGACY_PICKLE_KEY not in checkpoint
     loaded = load_model(trained.ckpt)
     assert isinstance(loaded, HogSVM) and loaded.fitted and not loaded.training
     assert float(loaded.temperature) == float(trained.model.temperature)
@@ -155,10 +158,74 @@ def test_checkpoint_round_trip_gives_identical_predictions(trained):
     assert torch.equal(loaded.predict_proba(trained.x_test), trained.model.predict_proba(trained.x_test))
 
 
-def test_checkpoint_unpickler_refuses_foreign_code():
-    evil = pickle.dumps(SimpleNamespace(a=1))  # types.SimpleNamespace: not numpy/scipy/sklearn/fer.models.svm
-    with pytest.raises(pickle.UnpicklingError):
-        load_pipeline_bytes(evil)
+def test_checkpoint_written_before_the_registry_and_skops_still_loads():
+    """tests/data/svm_format_2026-11-25.ckpt: written by fer as of 2026-11-25 (model class path, pickled pipeline)."""
+    data = ROOT / "tests" / "data"
+    checkpoint = read_checkpoint(data / "svm_format_2026-11-25.ckpt")
+    assert checkpoint["fer_model_class"] == "fer.models.svm.HogSVM" and LEGACY_PICKLE_KEY in checkpoint
+    model = load_model(data / "svm_format_2026-11-25.ckpt")
+    expected = np.load(data / "format_2026-11-25_expected.npz")
+    probs = model.predict_proba(to_unit_float(torch.from_numpy(expected["images"])))
+    np.testing.assert_allclose(probs.numpy(), expected["svm"], atol=1e-6)
+
+
+def _svm_checkpoint_with(tmp_path: Path, trained, **entries) -> Path:
+    checkpoint = read_checkpoint(trained.ckpt)
+    for key in (SKOPS_KEY, LEGACY_PICKLE_KEY):
+        checkpoint.pop(key, None)
+    checkpoint.update(entries)
+    path = tmp_path / "svm_tampered.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def _global_then_call(module: str, name: str, arg: str) -> bytes:
+    """Pickle bytes that look up module.name and call it with one string: what an attacker writes. Protocol 4's
+    STACK_GLOBAL, where a dotted name ("os.system") is resolved attribute by attribute from the module."""
+    def text(value: str) -> bytes:
+        return b"\x8c" + bytes([len(value.encode())]) + value.encode()  # SHORT_BINUNICODE
+
+    return b"\x80\x04" + text(module) + text(name) + b"\x93" + text(arg) + b"\x85R."
+
+
+# modules that are numpy / scipy / scikit-learn (what the old unpickler let through) and have `os` as an
+# attribute: "os.system" resolved through them as a dotted name ran the command
+_ATTACK_MODULES = ["numpy.lib.format", "numpy.testing._private.utils", "scipy._lib._util", "sklearn.datasets._base"]
+
+
+@pytest.mark.parametrize("module", _ATTACK_MODULES)
+def test_legacy_pipeline_pickle_that_calls_os_system_is_refused(module, trained, tmp_path):
+    import importlib
+
+    marker = tmp_path / "pwned"
+    try:
+        assert hasattr(importlib.import_module(module), "os")  # the attack would resolve here
+    except ImportError:
+        pytest.skip(f"{module} is not in this scikit-learn/numpy/scipy")
+    path = _svm_checkpoint_with(tmp_path, trained,
+                                **{LEGACY_PICKLE_KEY: _global_then_call(module, "os.system", f"touch {marker}")})
+    with pytest.raises(UserError, match=f"svm_tampered.ckpt: refusing its SVM pipeline .*{module}.os.system"):
+        load_model(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("module,name", [("builtins", "eval"), ("os", "system"), ("subprocess", "call"),
+                                         ("sklearn.utils", "deprecated"), ("numpy", "load")])
+def test_legacy_pipeline_pickle_refuses_anything_a_pipeline_never_holds(module, name, trained, tmp_path):
+    path = _svm_checkpoint_with(tmp_path, trained, **{LEGACY_PICKLE_KEY: _global_then_call(module, name, "1")})
+    with pytest.raises(UserError, match=f"refusing its SVM pipeline .*{module}.{name}.*re-train"):
+        load_model(path)
+
+
+def test_skops_pipeline_with_a_foreign_type_is_refused(trained, tmp_path):
+    import skops.io
+
+    from sklearn.pipeline import Pipeline
+
+    foreign = skops.io.dumps(Pipeline([("x", SimpleNamespace(fit=None))]))
+    path = _svm_checkpoint_with(tmp_path, trained, **{SKOPS_KEY: foreign})
+    with pytest.raises(UserError, match="refusing its SVM pipeline .*types.SimpleNamespace"):
+        load_model(path)
 
 
 # ---- pieces ------------------------------------------------------------------------------------------
@@ -191,19 +258,24 @@ def test_hydra_config_builds_the_model():
     assert model.hparams.kernel == cfg.model.kernel and model.hparams.C == cfg.model.C
 
 
-def test_log_mlflow_model_logs_the_sklearn_pipeline(trained, tmp_path):
-    import mlflow
+def test_log_model_logs_the_sklearn_pipeline(trained, tmp_path):
     import mlflow.sklearn
+    from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    from fer.tracking.record import ARTIFACT_MODEL, RunRecord
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("svm-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    run = client.create_run(exp)
     try:
-        with mlflow.start_run(experiment_id=mlflow.create_experiment("svm-test")) as run:
-            trained.model.log_mlflow_model("model")
-        assert float(mlflow.get_run(run.info.run_id).data.params["svm_temperature"]) == pytest.approx(
-            float(trained.model.temperature))
-        logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                             filter_string=f"source_run_id='{run.info.run_id}'", output_format="list")
-        pipeline = mlflow.sklearn.load_model(logged[0].model_uri)
+        RunRecord(client, run.info.run_id, exp).log_model(trained.model)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert float(client.get_run(run.info.run_id).data.params["svm_temperature"]) == pytest.approx(
+        float(trained.model.temperature))
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        pipeline = mlflow.sklearn.load_model(f"runs:/{run.info.run_id}/{ARTIFACT_MODEL}")
     finally:
         mlflow.set_tracking_uri(None)
     flat = trained.x_test.reshape(len(trained.x_test), -1).numpy()

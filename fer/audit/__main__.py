@@ -21,15 +21,14 @@ def main(cfg: DictConfig) -> None:
     import time
 
     from fer.audit.report import AuditSettings, run_audit
-    from fer.data.cache import open_cache
+    from fer.data.opened import open_data_config
 
     with friendly_errors():
         started = time.perf_counter()
-        source = hydra.utils.instantiate(cfg.data.source)
-        cache = open_cache(source, cfg.data.cache_dir, cfg.data.on_bad_image, cfg.data.progress)
+        data = open_data_config(cfg.data)
         opened = time.perf_counter() - started
-        result = run_audit(cache, cfg.audit.out_dir, AuditSettings.from_config(cfg.audit),
-                           title=f"{cfg.data.name} ({cfg.data.get('root') or source.name})")
+        result = run_audit(data.cache, cfg.audit.out_dir, AuditSettings.from_config(cfg.audit),
+                           title=f"{data.name} ({cfg.data.get('root') or data.source.name})")
     c = result.counts
     print(f"audit of {c['images']} images in {result.seconds['total']:.1f}s (+{opened:.1f}s to open the cache)")
     print(f"  exact duplicates: {c['exact_groups']} groups, {c['exact_images']} images, "

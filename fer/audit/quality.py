@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer.audit.dedup import one_blas_thread
+from fer.data.threads import one_blas_thread
 
 BLANK_STD = 2.0
 LOW_ENTROPY = 3.0

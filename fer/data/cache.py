@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from fer.classes import IMAGE_SIZE
-from fer.data.errors import BadInputLog, DataError
-from fer.data.sources import Manifest
+from fer.data.bad_input import BadInputLog
+from fer.errors import DataError
+from fer.data.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,6 @@ class ImageCache:
     def names(self) -> list[str]:
         return (self.path / "names.txt").read_text().split("\n")[: len(self)]
 
-    @property
-    def splits(self) -> np.ndarray:
-        return np.asarray(self.split_names, dtype=object)[self.split_codes]
-
     def split_indices(self, split: str) -> np.ndarray:
         if split not in self.split_names:
             return np.empty(0, dtype=np.int64)
@@ -85,7 +82,7 @@ class ImageCache:
 
     def gather(self, idx: np.ndarray) -> np.ndarray:
         """images[idx] (a copy). For caches bigger than _MAP_BUDGET the rows are read in small chunks and the
-        mapping is released after each: with large page-cache folios (Linux 6.x) one random 2.3 KB read maps
+        mapping is released after each: with large page-cache folios (recent Linux kernels) one random 2.3 KB read maps
         up to ~2 MB, so 512 random rows of a 1M-image cache would otherwise put ~0.9 GB into our RSS."""
         if self.images.nbytes <= _MAP_BUDGET:
             return self.images[idx]

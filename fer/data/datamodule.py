@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -15,77 +14,35 @@ from fer.classes import NUM_CLASSES
 from fer.data.augment import to_unit_float
 from fer.data.batches import BatchStream
 from fer.data.cache import ImageCache, open_cache
-from fer.data.errors import DataError
+from fer.data.opened import OpenedData, SplitSettings, open_data
+from fer.data.splits import split_digest
+from fer.errors import DataError
 
 log = logging.getLogger(__name__)
-
-_TEST_SPLIT_NAMES = ("test", "publictest", "privatetest")
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (into `labels`) of train and val parts, with each class split in the same proportion.
-    A class with a single image stays in train."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"data.val_fraction must be in [0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        n_val = int(round(fraction * len(members))) if len(members) > 1 else 0
-        val.append(rng.permutation(members)[:n_val])
-    val_idx = np.sort(np.concatenate(val)) if val else np.empty(0, np.int64)
-    train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
-    return train_idx, val_idx
-
-
-def train_val_indices(cache: ImageCache, train_split: str, val_fraction: float, split_seed: int,
-                      data_name: str = "the data") -> tuple[np.ndarray, np.ndarray]:
-    """Cache rows of the train and val parts of the labelled `train_split`. The one place the val split is drawn:
-    training and predict.py's `ensemble_weights=val` must agree on it."""
-    labels = cache.labels
-    labelled = cache.split_indices(train_split)
-    if len(labelled) == 0:
-        raise DataError(f"no '{train_split}' split in {data_name} (splits: {cache.split_names})")
-    if (labels[labelled] < 0).any():
-        raise DataError(f"split '{train_split}' has unlabelled images")
-    tr, va = stratified_split(labels[labelled], val_fraction, split_seed)
-    return labelled[tr], labelled[va]
-
-
-def split_digest(cache: ImageCache, idx: np.ndarray) -> str:
-    """A short fingerprint of which images (by name, relative to the data root) a split holds."""
-    names = cache.names
-    return hashlib.sha1("\n".join(sorted(names[i] for i in idx)).encode()).hexdigest()[:16]
-
 
 class FERDataModule(pl.LightningDataModule):
     """Serves (uint8 images, labels) batches from the cache; in `on_after_batch_transfer` turns them into
     float [B,1,48,48] in [0,1] and augments training batches on the device."""
 
     def __init__(self, source: Any, name: str = "", cache_dir: str = ".cache/fer", root: str | None = None,
-                 batch_size: int = 128, eval_batch_size: int = 512, val_fraction: float = 0.1, split_seed: int = 0, shuffle_seed: int = 0,
-                 train_split: str = "train", test_split: str | None = "auto", predict_split: str | None = "auto",
-                 on_device: bool | str = "auto", on_device_max_bytes: int = 2 * 2**30,
-                 augment: nn.Module | None = None, on_bad_image: str = "error", dedup: str = "none",
-                 progress: bool = True):
+                 batch_size: int = 128, eval_batch_size: int = 512, val_fraction: float = 0.1, split_seed: int = 0,
+                 shuffle_seed: int = 0, train_split: str = "train", test_split: str | None = "auto",
+                 predict_split: str | None = "auto", on_device: bool | str = "auto",
+                 on_device_max_bytes: int = 2 * 2**30, augment: nn.Module | None = None, on_bad_image: str = "error",
+                 dedup: str = "none", progress: bool = True):
         super().__init__()
         self.source = source
         self.name = name or source.name
         self.cache_dir = cache_dir
-        self.root = root  # read by the source; kept for messages
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.val_fraction, self.split_seed, self.shuffle_seed = val_fraction, split_seed, shuffle_seed
-        self.train_split, self.test_split_cfg, self.predict_split_cfg = train_split, test_split, predict_split
+        self.root = root  # the source reads it (the data config interpolates it); kept for messages
+        self.batch_size, self.eval_batch_size, self.shuffle_seed = batch_size, eval_batch_size, shuffle_seed
+        self.split_settings = SplitSettings(train_split, val_fraction, split_seed, test_split, predict_split, dedup)
         self.on_device, self.on_device_max_bytes = on_device, on_device_max_bytes
         self.augment = augment
         self.on_bad_image = on_bad_image
-        if dedup not in ("none", "train"):
-            raise DataError(f"data.dedup must be 'none' or 'train', got {dedup!r}")
-        self.dedup = dedup
         self.progress = progress
-        self.cache: ImageCache | None = None
+        self.data: OpenedData | None = None
         self.idx: dict[str, np.ndarray] = {}
-        self.dedup_report: dict[str, int] = {}
         self._device_copies: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ---- splits -------------------------------------------------------------------------------------
@@ -93,39 +50,32 @@ class FERDataModule(pl.LightningDataModule):
         # builds the cache once (rank 0 under DDP); other ranks open it in setup
         open_cache(self.source, self.cache_dir, self.on_bad_image, self.progress)
 
-    def _resolve(self, cfg: str | None, candidates: tuple[str, ...], need_labels: bool) -> str | None:
-        assert self.cache is not None
-        present = [s for s in self.cache.split_names if len(self.cache.split_indices(s))]
-        if cfg is None or cfg == "none":
-            return None
-        if cfg != "auto":
-            if cfg not in present:
-                raise DataError(f"split {cfg!r} not in the data (splits: {present})")
-            return cfg
-        for name in candidates:
-            if name in present and (not need_labels or (self.cache.labels[self.cache.split_indices(name)] >= 0).all()):
-                return name
-        return None
-
     def setup(self, stage: str | None = None) -> None:
-        if self.cache is not None:
+        if self.data is not None:
             return
-        self.cache = open_cache(self.source, self.cache_dir, self.on_bad_image, self.progress)
-        log.info("data %s: %s", self.source.name, self.cache.summary())
-        train, val = train_val_indices(self.cache, self.train_split, self.val_fraction, self.split_seed,
-                                       self.source.name)
-        self.idx = {"train": train, "val": val}
-        self.test_split = self._resolve(self.test_split_cfg, _TEST_SPLIT_NAMES, need_labels=True)
-        if self.test_split:
-            self.idx["test"] = self.cache.split_indices(self.test_split)
-        self.predict_split = self._resolve(self.predict_split_cfg, ("predict", *_TEST_SPLIT_NAMES), False)
-        if self.predict_split:
-            self.idx["predict"] = self.cache.split_indices(self.predict_split)
-        if self.dedup == "train":
-            from fer.audit.dedup import drop_train_duplicates  # the audit owns duplicate detection
+        s = self.split_settings
+        self.data = open_data(self.source, self.cache_dir, self.name, self.on_bad_image, self.progress,
+                              **vars(s))
+        log.info("data %s: %s", self.name, self.cache.summary())
+        self.idx = self.data.parts()
+        if self.data.dedup_report:
+            log.info("data.dedup=train: %s", self.data.dedup_report)
 
-            self.idx["train"], self.dedup_report = drop_train_duplicates(self.cache, self.idx)
-            log.info("data.dedup=train: %s", self.dedup_report)
+    @property
+    def cache(self) -> ImageCache | None:
+        return self.data.cache if self.data is not None else None
+
+    @property
+    def test_split(self) -> str | None:
+        return self.data.test_split if self.data is not None else None
+
+    @property
+    def predict_split(self) -> str | None:
+        return self.data.predict_split if self.data is not None else None
+
+    @property
+    def dedup_report(self) -> dict[str, int]:
+        return self.data.dedup_report if self.data is not None else {}
 
     # ---- checkpoint record ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -133,7 +83,7 @@ class FERDataModule(pl.LightningDataModule):
         # predict.py can refuse to fit ensemble weights on a "val" split a member was trained on
         if not self.idx:
             return {}
-        return {"val_split": {"data": self.source.name, "n": int(len(self.idx["val"])),
+        return {"val_split": {"data": self.name, "n": int(len(self.idx["val"])),
                               "digest": split_digest(self.cache, self.idx["val"])}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -1,79 +1,26 @@
 """Source readers: turn a data set on disk (or the synthetic generator) into a Manifest.
 
-A Manifest lists every image with its split and label and knows how to write the pixels into a
-[N,48,48] uint8 array. Readers only list and validate; the cache (fer.data.cache) decides when
-to decode, and the DataModule never sees a file path.
+A Manifest (fer.data.manifest) lists every image with its split and label and knows how to write the pixels
+into a [N,48,48] uint8 array. Readers only list and validate; the cache (fer.data.cache) decides when to decode,
+and the DataModule never sees a file path. A new data source is one reader class (here, or in a module of its
+own) plus one conf/data/<name>.yaml whose `source._target_` names it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from fer.classes import CLASS_NAMES, IMAGE_SIZE, parse_label
-from fer.data.decode import decode_files
-from fer.data.errors import BadInputLog, DataError
-
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
-UNLABELLED = -1
-
-
-@dataclass
-class FillReport:
-    """What happened while writing pixels: which rows made it, and why the others did not."""
-
-    ok: np.ndarray
-    resized: int = 0
-    color: int = 0
-
-
-@dataclass
-class Manifest:
-    names: list[str]  # how the user knows each image: path relative to the root, or a CSV row
-    splits: list[str]  # split name per image ("train", "publictest", "predict", ...)
-    labels: np.ndarray  # int64 class index, UNLABELLED (-1) where the split has no labels
-    identity: dict  # everything the pixels depend on (file sizes and mtimes, settings): hashed by the cache
-    fill: Callable[[np.ndarray, BadInputLog, bool], FillReport]  # (out [N,48,48], bad log, progress) -> report
-    notes: list[str] = field(default_factory=list)  # things worth reporting (e.g. unlabelled files ignored)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-def _require_dir(path: Path, what: str) -> Path:
-    if not path.is_dir():
-        raise DataError(f"{what} not found: {path} (set data.root=PATH to the folder that holds your data)")
-    return path
-
-
-def _list_files(folder: Path) -> list[os.DirEntry]:
-    """Regular files in a folder, sorted by name; hidden files (.DS_Store, ._x) are not images."""
-    with os.scandir(folder) as it:
-        return sorted((e for e in it if e.is_file() and not e.name.startswith(".")), key=lambda e: e.name)
-
-
-def _file_fill(paths: list[str], names: list[str]) -> Callable[[np.ndarray, BadInputLog, bool], FillReport]:
-    def fill(out: np.ndarray, bad: BadInputLog, progress: bool) -> FillReport:
-        result = decode_files(paths, out, progress=progress)
-        for i in sorted(result.errors):
-            bad.bad(names[i], result.errors[i])
-        return FillReport(ok=result.ok, resized=result.resized, color=result.color)
-
-    return fill
-
-
-def _stat_identity(entries: list[os.DirEntry], root: Path) -> list:
-    out = []
-    for e in entries:
-        st = e.stat()
-        out.append((os.path.relpath(e.path, root), st.st_size, st.st_mtime_ns))
-    return out
+from fer.data.bad_input import BadInputLog
+from fer.data.manifest import (IMAGE_EXTENSIONS, UNLABELLED, FillReport, Manifest, file_fill, list_files,
+                               require_dir, stat_identity)
+from fer.errors import DataError
 
 
 @dataclass
@@ -85,7 +32,7 @@ class FolderSource:
     name: str = "fer2013"
 
     def manifest(self) -> Manifest:
-        root = _require_dir(Path(self.root).expanduser(), "data folder")
+        root = require_dir(Path(self.root).expanduser(), "data folder")
         split_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if self.splits is not None:
             wanted = {s.lower() for s in self.splits}
@@ -107,17 +54,17 @@ class FolderSource:
                 if label is None:
                     raise DataError(f"{class_dir}: unknown class folder {class_dir.name!r}; expected one of "
                                     f"{', '.join(CLASS_NAMES)} (any case) or 0-6; rename or move it")
-                entries = _list_files(class_dir)
+                entries = list_files(class_dir)
                 if not entries:
                     raise DataError(f"{class_dir}: empty class folder; add images or remove the folder")
-                identity += _stat_identity(entries, root)
+                identity += stat_identity(entries, root)
                 for e in entries:
                     names.append(os.path.relpath(e.path, root))
                     paths.append(e.path)
                     splits.append(split_dir.name.lower())
                     labels.append(label)
         return Manifest(names=names, splits=splits, labels=np.asarray(labels, dtype=np.int64),
-                        identity={"kind": "folder", "files": identity}, fill=_file_fill(paths, names))
+                        identity={"kind": "folder", "files": identity}, fill=file_fill(paths, names))
 
 
 @dataclass
@@ -131,6 +78,16 @@ class ChallengeSource:
     image_column: str | None = None  # None: found by header, else by content
     label_column: str | None = None
     name: str = "challenge"
+
+    def submission_columns(self) -> tuple[str, str] | None:
+        """The image and label column names of the labels CSV (a submission repeats them), or None when the CSV is
+        missing or its columns cannot be told apart (training says why)."""
+        csv_path = Path(self.root).expanduser() / self.labels_csv
+        try:
+            df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, nrows=200)
+            return tuple(str(c) for c in self._columns(df, csv_path))  # type: ignore[return-value]
+        except (OSError, ValueError, pd.errors.ParserError):  # DataError is a ValueError
+            return None
 
     def _columns(self, df: pd.DataFrame, csv_path: Path) -> tuple[str, str]:
         cols = list(df.columns)
@@ -160,8 +117,8 @@ class ChallengeSource:
         return image_col, label_col
 
     def manifest(self) -> Manifest:
-        root = _require_dir(Path(self.root).expanduser(), "challenge data folder")
-        train_dir = _require_dir(root / self.train_dir, "training image folder")
+        root = require_dir(Path(self.root).expanduser(), "challenge data folder")
+        train_dir = require_dir(root / self.train_dir, "training image folder")
         csv_path = root / self.labels_csv
         if not csv_path.is_file():
             raise DataError(f"label file not found: {csv_path} (data.source.labels_csv)")
@@ -170,7 +127,7 @@ class ChallengeSource:
             raise DataError(f"{csv_path}: no rows")
         image_col, label_col = self._columns(df, csv_path)
         bad = BadInputLog("error")  # CSV problems are always errors: a wrong label file must not train quietly
-        files = {e.name: e for e in _list_files(train_dir)}
+        files = {e.name: e for e in list_files(train_dir)}
         seen: dict[str, int] = {}
         names, labels, paths, entries = [], [], [], []
         for row, (fname, raw_label) in enumerate(zip(df[image_col], df[label_col]), start=2):
@@ -197,7 +154,7 @@ class ChallengeSource:
             notes.append(f"{unlabelled} file(s) in {train_dir} have no row in {csv_path.name} and are not used")
         splits = ["train"] * len(names)
         test_dir = root / self.test_dir
-        test_entries = _list_files(test_dir) if test_dir.is_dir() else []
+        test_entries = list_files(test_dir) if test_dir.is_dir() else []
         if test_dir.is_dir() and not test_entries:
             raise DataError(f"{test_dir}: empty folder; add the test images or remove the folder")
         for e in test_entries:
@@ -207,9 +164,9 @@ class ChallengeSource:
             labels.append(UNLABELLED)
         csv_stat = csv_path.stat()
         identity = {"kind": "challenge", "csv": [csv_path.name, csv_stat.st_size, csv_stat.st_mtime_ns],
-                    "columns": [image_col, label_col], "files": _stat_identity(entries + test_entries, root)}
+                    "columns": [image_col, label_col], "files": stat_identity(entries + test_entries, root)}
         return Manifest(names=names, splits=splits, labels=np.asarray(labels, dtype=np.int64), identity=identity,
-                        fill=_file_fill(paths, names), notes=notes)
+                        fill=file_fill(paths, names), notes=notes)
 
 
 _FER_CSV_SPLITS = {"training": "train", "publictest": "publictest", "privatetest": "privatetest"}
@@ -292,7 +249,7 @@ class ImageListSource:
         identity = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
         return Manifest(names=names, splits=["predict"] * len(names),
                         labels=np.full(len(names), UNLABELLED, dtype=np.int64),
-                        identity={"kind": "images", "files": identity}, fill=_file_fill(names, names))
+                        identity={"kind": "images", "files": identity}, fill=file_fill(names, names))
 
 
 @dataclass
@@ -303,7 +260,6 @@ class SyntheticSource:
     n_test: int = 700
     seed: int = 0
     nuisance: float = 1.0
-    root: str | None = None  # unused: lets `data.root=` overrides stay harmless
     name: str = "synthetic"
 
     def manifest(self) -> Manifest:

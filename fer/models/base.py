@@ -1,7 +1,7 @@
 """The shared LightningModule: loss, metrics, optimiser/scheduler from config, test outputs for reports.
 
-A model = a subclass that implements `build_net()`; everything else (Trainer, logging, checkpoints,
-predict) is the same for all of them.
+A model = a subclass that implements `build_net()` and is registered by name (fer.models.registry); everything
+else (Trainer, logging, checkpoints, predict) is the same for all of them.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
 from fer.classes import CLASS_NAMES, NUM_CLASSES
-from fer.predict.tta import tta_proba
-
-# test_tta -> (flip, shift px): the same views as predict.py's tta=true [tta_shifts=true] (tta_shift=2)
-TEST_TTA_VIEWS = {"none": None, "flip": (True, 0), "flip_shifts": (True, 2)}
+from fer.tta import NAMED_VIEWS, tta_proba
 
 _MAX_MISCLASSIFIED_KEPT = 64
+CHECKPOINT_MODEL_KEY = "fer_model"  # the model's registered name, in every checkpoint
 
 
 class FERClassifier(pl.LightningModule):
-    """Input: float [B,1,48,48] in [0,1] (see fer.data.augment.to_unit_float). Output: logits [B,7]."""
+    """Input: float [B,1,48,48] in [0,1] (see fer.data.augment.to_unit_float). Output: logits [B,7].
+    Subclasses are registered by name (fer.models.registry.register_model), which sets `model_name`."""
+
+    model_name: str = ""
 
     # False for models that must see the images as they are (e.g. a fitted feature pipeline)
     train_augmentation: bool = True
@@ -36,8 +37,8 @@ class FERClassifier(pl.LightningModule):
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None, class_weighting: str = "none",
                  label_smoothing: float = 0.0, input_mean: float = 0.5, input_std: float = 0.25,
                  channels_last: bool = True, test_tta: str = "none"):
-        if test_tta not in TEST_TTA_VIEWS:
-            raise ValueError(f"model.test_tta must be one of {', '.join(TEST_TTA_VIEWS)}, got {test_tta!r}")
+        if test_tta not in NAMED_VIEWS:
+            raise ValueError(f"model.test_tta must be one of {', '.join(NAMED_VIEWS)}, got {test_tta!r}")
         super().__init__()
         self.save_hyperparameters()
         self.net = self.build_net()
@@ -56,7 +57,7 @@ class FERClassifier(pl.LightningModule):
         # with test_tta, the test split is also scored with test-time augmentation (test_tta/acc ...), so one
         # run reports both; the plain test/ metrics, reports and misclassified images stay TTA-free
         self.test_tta_metrics = metrics.clone(prefix="test_tta/")
-        self.test_tta_views = TEST_TTA_VIEWS[test_tta]
+        self.test_tta_views = NAMED_VIEWS[test_tta]
         self.test_recall = MulticlassRecall(NUM_CLASSES, average="none", ignore_index=-1)
         self.test_outputs: dict[str, Any] = {}
 
@@ -186,19 +187,15 @@ class FERClassifier(pl.LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval}}
 
-    # ---- export --------------------------------------------------------------------------------------
-    def log_mlflow_model(self, artifact_path: str = "model") -> None:
-        """Log this model with MLflow's PyTorch flavour (the SVM overrides this with its own flavour)."""
-        import mlflow.pytorch
-
-        from fer.tracking.mlflow_logger import model_requirements
-
-        # float in [0,1], [B,1,48,48]. Two images, not one: MLflow exports the module with torch.export, which
-        # fixes every dimension whose example size is 1, and a batch of 1 gave a model that took 1 image only
+    # ---- export ----------------------------------------------------------------------------------------
+    def mlflow_model_spec(self) -> dict[str, Any]:
+        """How to log this model as an MLflow model (fer.tracking.record.RunRecord.log_model): the flavour, the
+        object, an input example. Neural models: the PyTorch flavour of an fp32 CPU copy, taking float [B,1,48,48]
+        in [0,1] and returning logits."""
+        # two images, not one: MLflow exports the module with torch.export, which fixes every dimension whose
+        # example size is 1, and a batch of 1 gave a model that took 1 image only
         example = np.zeros((2, 1, 48, 48), dtype=np.float32)
-        model = copy.deepcopy(self).cpu().float().eval()
-        mlflow.pytorch.log_model(model, name=artifact_path, input_example=example,
-                                 pip_requirements=model_requirements())
+        return {"flavour": "pytorch", "model": copy.deepcopy(self).cpu().float().eval(), "input_example": example}
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     @classmethod
@@ -207,6 +204,5 @@ class FERClassifier(pl.LightningModule):
         return dict(hparams)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # which class to rebuild: lets predict.py load any model's checkpoint without being told the model
-        cls = type(self)
-        checkpoint["fer_model_class"] = f"{cls.__module__}.{cls.__qualname__}"
+        # which model to rebuild: its registered name (fer.models.registry), never an import path
+        checkpoint[CHECKPOINT_MODEL_KEY] = type(self).model_name

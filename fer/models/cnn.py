@@ -6,13 +6,11 @@ from torch import nn
 
 from fer.classes import NUM_CLASSES
 from fer.models.base import FERClassifier
+from fer.models.layers import conv_bn_relu
+from fer.models.registry import register_model
 
 
-def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
-    # no conv bias: BN's shift makes it redundant
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-
-
+@register_model("cnn")
 class CNN(FERClassifier):
     def __init__(self, channels: tuple[int, ...] = (64, 128, 256), fc: tuple[int, ...] = (4096, 1024),
                  conv_dropout: float = 0.25, fc_dropout: float = 0.5, **kwargs):

@@ -7,9 +7,11 @@ from torch import nn
 
 from fer.classes import NUM_CLASSES
 from fer.models.base import FERClassifier
-from fer.models.cnn import conv_bn_relu
+from fer.models.layers import conv_bn_relu
+from fer.models.registry import register_model
 
 
+@register_model("cnn_deep")
 class CNNDeep(FERClassifier):
     def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 256), convs_per_block: int = 2, fc: int = 2304,
                  conv_dropout: float = 0.0, fc_dropout: float = 0.5, **kwargs):

@@ -11,8 +11,10 @@ from torch import nn
 from fer.classes import NUM_CLASSES
 from fer.models.base import FERClassifier
 from fer.models.pretrained import load_pretrained
+from fer.models.registry import register_model
 
 
+@register_model("efficientnet")
 class EfficientNet(FERClassifier):
     def __init__(self, arch: str = "efficientnet_lite0", pretrained: bool = True,
                  weights: str | None = "efficientnet_lite0_imagenet", input_size: int = 96, drop_rate: float = 0.2,
@@ -25,7 +27,7 @@ class EfficientNet(FERClassifier):
         net = timm.create_model(self.arch, pretrained=False, num_classes=NUM_CLASSES, in_chans=1,
                                 drop_rate=self.drop_rate, drop_path_rate=self.drop_path_rate)
         if self.pretrained and self.weights:
-            self.pretrained_report = load_pretrained(net, self.weights, in_chans=1)
+            load_pretrained(net, self.weights, in_chans=1)
         # upscaling inside the net: it runs on the device, and predict/export see a 48x48-input model
         return nn.Sequential(nn.Upsample(size=(self.input_size, self.input_size), mode="bilinear",
                                          align_corners=False), net)

@@ -1,15 +1,24 @@
-"""Load any fer checkpoint (any model family) for inference, with clear errors for bad files."""
+"""Load any fer checkpoint (any model family) for inference, with clear errors for bad files.
+
+A checkpoint names its model by registered name (fer.models.registry). Checkpoints written before the registry
+(fer 0.1, up to 2026-11-25) name a class path instead, "fer.models.<name>.<Class>"; those are accepted when
+<name> is a registered model whose class is <Class>. Nothing else is imported on a checkpoint's say-so.
+"""
 
 from __future__ import annotations
 
-import importlib
+import re
 import zipfile
 from pathlib import Path
 
 import torch
 
-from fer.cli import UserError
-from fer.models.base import FERClassifier
+from fer.errors import UserError
+from fer.models.base import CHECKPOINT_MODEL_KEY, FERClassifier
+from fer.models.registry import get_model_class, list_models
+
+_LEGACY_KEY = "fer_model_class"
+_LEGACY_PATH = re.compile(r"fer\.models\.([a-z][a-z0-9_]*)\.([A-Za-z_]\w*)")
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -19,21 +28,28 @@ def read_checkpoint(path: str | Path) -> dict:
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path} is not a PyTorch checkpoint (expected a .ckpt written by train.py)")
     try:
-        # weights_only: checkpoints hold only tensors and plain types (the SVM pickles its pipeline to bytes)
+        # weights_only: checkpoints hold only tensors and plain types, so loading one cannot run code
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
         raise UserError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
 
 
 def model_class(checkpoint: dict, path: str | Path = "") -> type[FERClassifier]:
-    target = checkpoint.get("fer_model_class")
-    if not target or "state_dict" not in checkpoint:
-        raise UserError(f"{path}: not a fer model checkpoint (no model class recorded); use a .ckpt from train.py")
-    module, _, name = target.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise UserError(f"{path}: model class {target} not found in this version of fer") from exc
+    if "state_dict" not in checkpoint or not (checkpoint.get(CHECKPOINT_MODEL_KEY) or checkpoint.get(_LEGACY_KEY)):
+        raise UserError(f"{path}: not a fer model checkpoint (no model name recorded); use a .ckpt from train.py")
+    name = checkpoint.get(CHECKPOINT_MODEL_KEY)
+    if name is not None:
+        cls = get_model_class(name)
+        if cls is None:
+            raise UserError(f"{path}: model {str(name)[:80]!r} is not a registered model of this fer "
+                            f"(registered: {', '.join(list_models())})")
+        return cls
+    legacy = str(checkpoint[_LEGACY_KEY])
+    match = _LEGACY_PATH.fullmatch(legacy)
+    cls = get_model_class(match.group(1)) if match else None
+    if cls is None or cls.__qualname__ != match.group(2):
+        raise UserError(f"{path}: model class {legacy[:80]} is not a model of this fer "
+                        f"(registered: {', '.join(list_models())})")
     return cls
 
 
@@ -42,7 +58,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> FE
     checkpoint = read_checkpoint(path)
     cls = model_class(checkpoint, path)
     model = cls(**cls.inference_kwargs(checkpoint.get("hyper_parameters", {})))
-    model.on_load_checkpoint(checkpoint)
+    try:
+        model.on_load_checkpoint(checkpoint)
+    except UserError as exc:  # e.g. a model-specific part that is refused: say which file
+        raise UserError(f"{path}: {exc}") from exc
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:

@@ -6,8 +6,10 @@ from torch import nn
 
 from fer.classes import IMAGE_SIZE, NUM_CLASSES
 from fer.models.base import FERClassifier
+from fer.models.registry import register_model
 
 
+@register_model("mlp")
 class MLP(FERClassifier):
     def __init__(self, hidden: tuple[int, ...] = (2048, 1024, 512), dropout: float = 0.3, batch_norm: bool = True,
                  channels_last: bool = False, **kwargs):

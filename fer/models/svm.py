@@ -3,173 +3,46 @@ predict path are the same as for the neural models.
 
 How it trains: one pass over the training batches (no optimiser, un-augmented images) collects HOG
 features; the sklearn pipeline is fitted once, when the first validation after that epoch starts (in
-Lightning 2.x validation runs before `on_train_epoch_end`); the validation set then fits a temperature for
+Lightning validation runs before `on_train_epoch_end`); the validation set then fits a temperature for
 the SVC's one-vs-rest decision scores (softmax(T * scores) minimises the NLL), and training stops after
 that one epoch whatever `trainer.max_epochs` is.
 
 `forward` returns T * decision scores [B,7] as logits: predictions are the argmax of the SVC decision
 (SVC(break_ties=True), so `pipeline.predict` agrees), probabilities are softmax(logits).
 
-Checkpoints: the fitted pipeline is pickled to bytes under checkpoint["svm_pipeline"] (the temperature is a
-buffer in the state dict). Unpickling can run code, so it goes through an unpickler that refuses anything
-outside numpy, scipy, scikit-learn and this module: a much narrower surface than plain pickle, but not a
-sandbox; load checkpoints you trust. The fit counts as the run's one optimisation step (global_step 1), else
-ModelCheckpoint would never save. Single process only (DDP would fit one SVM per shard; refused).
+Checkpoints: the fitted pipeline is stored in a format whose loading cannot run code (fer.models.svm_storage);
+the temperature is a buffer in the state dict. The fit counts as the run's one optimisation step (global_step 1),
+else ModelCheckpoint would never save. Single process only (DDP would fit one SVM per shard; refused).
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import pickle
 import time
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from sklearn.base import BaseEstimator, TransformerMixin
+from pytorch_lightning.trainer.states import TrainerFn
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from fer.classes import IMAGE_SIZE, NUM_CLASSES
 from fer.models.base import FERClassifier
+from fer.models.calibration import fit_temperature
+from fer.models.hog import HogFeatures
+from fer.models.registry import register_model
+from fer.models.svm_storage import TRUSTED_TYPES, dump_pipeline, load_pipeline
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KEY = "svm_pipeline"
 _TRAIN_METRICS_MAX = 2000  # training images scored after the fit for train/loss, train/acc (the SVM's own fit)
 
 
-# ---- HOG ---------------------------------------------------------------------------------------------
-def hog_batch(images: np.ndarray, orientations: int = 9, cell: int = 8, block: int = 2, block_norm: str = "L2-Hys",
-              transform_sqrt: bool = False, soft_binning: bool = False, eps: float = 1e-5) -> np.ndarray:
-    """HOG of a whole batch [N,H,W] (floats) at once -> float32 [N, n_features].
-
-    With soft_binning=False this is exactly skimage.feature.hog(image, orientations, (cell, cell),
-    (block, block), block_norm) per image (central differences, unsigned 0-180 degree orientations, one bin per
-    pixel, cell means, overlapping blocks with stride one cell); soft_binning splits each pixel's vote linearly
-    between the two nearest orientation bins (Dalal & Triggs)."""
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim != 3:
-        raise ValueError(f"hog_batch expects [N,H,W] images, got shape {x.shape}")
-    if transform_sqrt:
-        x = np.sqrt(np.clip(x, 0, None))
-    n, h, w = x.shape
-    ncy, ncx = h // cell, w // cell
-    if ncy < block or ncx < block:
-        raise ValueError(f"{h}x{w} images are too small for {block}x{block} blocks of {cell}-pixel cells")
-    g_row = np.zeros_like(x)
-    g_col = np.zeros_like(x)
-    g_row[:, 1:-1, :] = x[:, 2:, :] - x[:, :-2, :]
-    g_col[:, :, 1:-1] = x[:, :, 2:] - x[:, :, :-2]
-    g_row, g_col = g_row[:, :ncy * cell, :ncx * cell], g_col[:, :ncy * cell, :ncx * cell]
-    magnitude = np.hypot(g_row, g_col)
-    position = (np.rad2deg(np.arctan2(g_row, g_col)) % 180.0) * (orientations / 180.0)  # in bin widths
-    if soft_binning:
-        low = np.floor(position - 0.5)
-        frac = position - 0.5 - low
-        b0 = low.astype(np.int64) % orientations
-        bins = np.stack([b0, (b0 + 1) % orientations])
-        weights = np.stack([magnitude * (1 - frac), magnitude * frac])
-    else:
-        bins = np.minimum(position.astype(np.int64), orientations - 1)[None]
-        weights = magnitude[None]
-    # flat index (image, cell row, cell col, bin) of every vote, summed with one bincount for the whole batch
-    cell_of_pixel = (np.arange(ncy * cell) // cell)[:, None] * ncx + (np.arange(ncx * cell) // cell)[None, :]
-    base = (np.arange(n)[:, None, None] * (ncy * ncx) + cell_of_pixel[None]) * orientations
-    hist = np.bincount((base[None] + bins).ravel(), weights=weights.ravel().astype(np.float64),
-                       minlength=n * ncy * ncx * orientations)
-    hist = hist.reshape(n, ncy, ncx, orientations) / (cell * cell)
-    nby, nbx = ncy - block + 1, ncx - block + 1
-    blocks = np.stack([hist[:, i:i + nby, j:j + nbx] for i in range(block) for j in range(block)], axis=3)
-    blocks = blocks.reshape(n, nby, nbx, block * block * orientations)
-
-    def l2(a: np.ndarray) -> np.ndarray:
-        return a / np.sqrt((a * a).sum(axis=-1, keepdims=True) + eps ** 2)
-
-    if block_norm == "L2":
-        out = l2(blocks)
-    elif block_norm == "L2-Hys":
-        out = l2(np.minimum(l2(blocks), 0.2))
-    elif block_norm == "L1":
-        out = blocks / (np.abs(blocks).sum(axis=-1, keepdims=True) + eps)
-    elif block_norm == "L1-sqrt":
-        out = np.sqrt(blocks / (np.abs(blocks).sum(axis=-1, keepdims=True) + eps))
-    else:
-        raise ValueError(f"block_norm must be L1, L1-sqrt, L2 or L2-Hys, got {block_norm!r}")
-    return out.reshape(n, -1).astype(np.float32)
-
-
-class HogFeatures(TransformerMixin, BaseEstimator):
-    """Stateless sklearn transformer: images (flattened [N,2304], [N,48,48] or [N,1,48,48], floats in [0,1])
-    -> HOG features, one descriptor per cell size, concatenated."""
-
-    def __init__(self, orientations: int = 9, cell_sizes: tuple[int, ...] = (8,), cells_per_block: int = 2,
-                 block_norm: str = "L2-Hys", transform_sqrt: bool = False, soft_binning: bool = False,
-                 chunk: int = 1024):
-        self.orientations, self.cell_sizes, self.cells_per_block = orientations, cell_sizes, cells_per_block
-        self.block_norm, self.transform_sqrt, self.soft_binning, self.chunk = \
-            block_norm, transform_sqrt, soft_binning, chunk
-
-    def fit(self, X: Any = None, y: Any = None) -> "HogFeatures":
-        self.n_features_in_ = IMAGE_SIZE * IMAGE_SIZE
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        x = np.asarray(X, dtype=np.float32).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-        parts = []
-        for start in range(0, len(x), self.chunk):  # bounds the temporary [chunk,48,48] arrays
-            part = x[start:start + self.chunk]
-            parts.append(np.concatenate([
-                hog_batch(part, self.orientations, int(c), self.cells_per_block, self.block_norm,
-                          self.transform_sqrt, self.soft_binning) for c in self.cell_sizes], axis=1))
-        return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return True  # nothing to learn
-
-
-# ---- checkpoint (un)pickling -------------------------------------------------------------------------
-_ALLOWED_BUILTINS = {"slice", "set", "frozenset", "complex", "range", "bytearray", "dict", "list", "tuple", "int",
-                     "float", "str", "bool", "object", "type"}
-
-
-class _PipelineUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if module.split(".")[0] in ("numpy", "scipy", "sklearn") or module == "fer.models.svm" \
-                or (module == "builtins" and name in _ALLOWED_BUILTINS) \
-                or (module == "copyreg" and name == "_reconstructor") \
-                or (module == "collections" and name == "OrderedDict"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"svm checkpoint refers to {module}.{name}, which a fitted "
-                                     "HOG/SVM pipeline never holds; refusing to load it")
-
-
-def load_pipeline_bytes(data: bytes) -> Any:
-    return _PipelineUnpickler(io.BytesIO(data)).load()
-
-
-# ---- the model ---------------------------------------------------------------------------------------
-def fit_temperature(scores: np.ndarray, labels: np.ndarray, weight: np.ndarray | None = None) -> float:
-    """T > 0 minimising the (class-weighted) mean NLL of softmax(T * scores): a 1-D bounded search on log T."""
-    from scipy.optimize import minimize_scalar
-
-    s = torch.as_tensor(scores, dtype=torch.float64)
-    y = torch.as_tensor(labels, dtype=torch.int64)
-    w = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
-
-    def nll(log_t: float) -> float:
-        return float(F.cross_entropy(s * np.exp(log_t), y, weight=w))
-
-    res = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded", options={"xatol": 1e-4})
-    return float(np.exp(res.x))
-
-
+@register_model("svm")
 class HogSVM(FERClassifier):
     """HOG -> StandardScaler -> PCA -> SVC. `class_weighting` (none/balanced/sqrt, as for the neural models) becomes
     the SVC's class_weight."""
@@ -374,31 +247,23 @@ class HogSVM(FERClassifier):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         if self.pipeline is not None:
-            checkpoint[CHECKPOINT_KEY] = pickle.dumps(self.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+            checkpoint.update(dump_pipeline(self.pipeline))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        data = checkpoint.get(CHECKPOINT_KEY)
-        self.pipeline = load_pipeline_bytes(data) if data is not None else None
+        self.pipeline = load_pipeline(checkpoint)
         self._temperature_pending = False
 
-    def log_mlflow_model(self, artifact_path: str = "model") -> None:
-        """Log the fitted sklearn pipeline with MLflow's sklearn flavour. Its input: flattened 48x48 images,
-        float in [0,1], shape [N,2304]; predict gives class indices. The fer package travels as code, for
+    def mlflow_model_spec(self) -> dict[str, Any]:
+        """The fitted sklearn pipeline in MLflow's sklearn flavour (skops format). Its input: flattened 48x48
+        images, float in [0,1], shape [N,2304]; predict gives class indices. The fer package travels as code, for
         the HOG step."""
-        import mlflow
-        import mlflow.sklearn
-
         import fer
-        from fer.tracking.mlflow_logger import model_requirements
 
         if self.pipeline is None:
             raise RuntimeError("HogSVM is not fitted; nothing to log")
-        example = np.zeros((1, IMAGE_SIZE * IMAGE_SIZE), dtype=np.float32)
-        mlflow.sklearn.log_model(self.pipeline, name=artifact_path, input_example=example,
-                                 code_paths=[fer.__path__[0]], pip_requirements=model_requirements(),
-                                 skops_trusted_types=[f"{HogFeatures.__module__}.{HogFeatures.__qualname__}"])
-        mlflow.log_param("svm_temperature", float(self.temperature))
-
-
-__all__ = ["HogSVM", "HogFeatures", "hog_batch", "fit_temperature", "load_pipeline_bytes"]
+        return {"flavour": "sklearn", "model": self.pipeline,
+                "input_example": np.zeros((1, IMAGE_SIZE * IMAGE_SIZE), dtype=np.float32),
+                "options": {"code_paths": [fer.__path__[0]], "serialization_format": "skops",
+                            "skops_trusted_types": TRUSTED_TYPES},
+                "params": {"svm_temperature": float(self.temperature)}}

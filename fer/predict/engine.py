@@ -11,9 +11,9 @@ import logging
 import numpy as np
 import torch
 
-from fer.cli import UserError
+from fer.errors import UserError
 from fer.data.augment import to_unit_float
-from fer.predict.tta import tta_proba
+from fer.tta import tta_proba
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,18 @@
-"""Several trained models as one: the (weighted) mean of their class probabilities (any families mixed)."""
+"""Several trained models as one: the (weighted) mean of their class probabilities (any families mixed), and
+the mixture weights: equal, given, or fitted on the val split that training held out (`ensemble_weights=val`)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from fer.cli import UserError
+from fer.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class Ensemble:
@@ -74,3 +78,54 @@ def load_ensemble(paths: list[str | Path], device: torch.device) -> Ensemble:
 
     models = [load_model(p, map_location=device) for p in paths]
     return Ensemble(models, [f"{type(m).__name__}({Path(p).name})" for m, p in zip(models, paths)])
+
+
+def parse_ensemble_weights(value: Any, n_checkpoints: int) -> str | list[float]:
+    """ensemble_weights: equal (default) | val | a list of numbers, one per checkpoint. Checked before any loading."""
+    if value is None or (isinstance(value, str) and value in ("equal", "val")):
+        return value or "equal"
+    try:
+        numbers = [float(v) for v in value] if not isinstance(value, str) else []
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) != n_checkpoints or min(numbers) < 0 or sum(numbers) <= 0:
+        example = ",".join(["1"] * n_checkpoints)
+        raise UserError(f"ensemble_weights={value}: expected equal, val (fitted on the val split), or "
+                        f"{n_checkpoints} non-negative numbers, one per checkpoint, e.g. [{example}]")
+    return numbers
+
+
+def fit_weights_on_val(ensemble: Ensemble, specs: list[str], data, score) -> dict[str, Any]:
+    """ensemble_weights=val: score each member on the val split that training held out (`data`: the OpenedData of
+    the training data config, so the split is drawn exactly as train.py drew it) with `score(member, images,
+    rows)` (the same TTA as the predictions), and fit the mixture weights there. The test split stays unseen."""
+    from fer.data.splits import split_digest
+
+    s = data.settings
+    _, val = data.train_val
+    if len(val) == 0:
+        raise UserError(f"ensemble_weights=val: data={data.name} has an empty val split "
+                        f"(data.val_fraction={s.val_fraction})")
+    split = f"data={data.name} val_fraction={s.val_fraction} split_seed={s.split_seed}"
+    digest, unrecorded = split_digest(data.cache, val), []
+    for spec, member in zip(specs, ensemble.models):
+        record = getattr(member, "val_split_record", None)
+        if record is None:
+            unrecorded.append(spec)
+        elif record.get("digest") != digest:
+            # weights fitted on images a member was trained on would favour that member for no good reason
+            raise UserError(f"ensemble_weights=val: {spec} was trained with another val split ({record.get('n')} "
+                            f"images of {record.get('data')}) than {split} gives ({len(val)} images); give the data "
+                            "settings it was trained with, or use ensemble_weights=equal")
+    if unrecorded:
+        log.warning("ensemble_weights=val: %s record no val split (checkpoints written before fer recorded it); "
+                    "assuming they held out the one of %s", ", ".join(unrecorded), split)
+    probs = np.stack([score(member, data.cache.images, val) for member in ensemble.models])
+    labels = data.cache.labels[val]
+    ensemble.set_weights(fit_weights(probs, labels))
+
+    def acc(p: np.ndarray) -> float:
+        return float((p.argmax(1) == labels).mean())
+
+    return {"how": "val", "n_val": int(len(val)), "member_acc": [acc(p) for p in probs],
+            "equal_acc": acc(probs.mean(0)), "fitted_acc": acc(np.tensordot(ensemble.weights, probs, axes=1))}

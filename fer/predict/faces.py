@@ -1,10 +1,10 @@
 """Faces in the wild: find faces in photos, crop them (with a margin) to 48x48 grayscale, draw the results.
 
 Detector (face_detector=auto): OpenCV's bundled Haar cascade (cv2.data.haarcascades +
-haarcascade_frontalface_default.xml; requirements pin OpenCV 4.x, which ships it). OpenCV 5 dropped the cascade
-classifier and its XML files from the main package; with such an OpenCV, auto falls back to the LBP frontal-face
-cascade that ships with scikit-image (skimage.data.lbp_frontal_face_cascade_filename()): the same kind of
-boosted sliding-window cascade. Neither needs a download.
+haarcascade_frontalface_default.xml) when the installed OpenCV ships it; an OpenCV without the cascade classifier
+and its XML files falls back to the LBP frontal-face cascade that ships with scikit-image
+(skimage.data.lbp_frontal_face_cascade_filename()): the same kind of boosted sliding-window cascade. Neither needs
+a download.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from fer.classes import CLASS_NAMES
-from fer.cli import UserError
+from fer.errors import UserError
 from fer.data.decode import decode_bytes, to_gray48
-from fer.data.errors import BadInputLog
+from fer.data.bad_input import BadInputLog
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class FaceDetector:
         if backend == "opencv":
             if not haar:
                 raise UserError(f"face_detector=opencv: this OpenCV ({cv2.__version__}) has no {HAAR_FILE} / "
-                                "CascadeClassifier (OpenCV 5 moved it out); use face_detector=auto or skimage")
+                                "CascadeClassifier; use face_detector=auto or skimage")
             self._cascade = cv2.CascadeClassifier(haar)
             self.model_file = haar
         else:

@@ -11,34 +11,18 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from fer.classes import CLASS_NAMES
-from fer.cli import UserError
+from fer.errors import UserError
 
 DEFAULT_COLUMNS = ("image", "label")
 LABEL_FORMATS = ("index", "name")
 PROB_COLUMNS = tuple(f"prob_{c}" for c in CLASS_NAMES)
 
 
-def challenge_columns(source) -> tuple[str, str] | None:
-    """The (image, label) column names of a challenge source's training CSV, found the way the source finds
-    them for training (header names, else content); None when the source has no readable label CSV."""
-    labels_csv = getattr(source, "labels_csv", None)
-    root = getattr(source, "root", None)
-    find = getattr(source, "_columns", None)
-    if not (labels_csv and root and find):
-        return None
-    csv_path = Path(root).expanduser() / labels_csv
-    if not csv_path.is_file():
-        return None
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, nrows=200)
-    except (ValueError, OSError, pd.errors.ParserError):
-        return None
-    try:
-        return tuple(str(c) for c in find(df, csv_path))  # type: ignore[return-value]
-    except ValueError:  # DataError: columns not identifiable; the training run would have said so
-        return None
+def submission_columns(source) -> tuple[str, str] | None:
+    """The (image, label) column names a data source's submissions use (a challenge source: those of its training
+    CSV, found as for training), or None for the default ones."""
+    columns = getattr(source, "submission_columns", None)
+    return columns() if callable(columns) else None
 
 
 def output_names(names: Sequence[str]) -> list[str]:

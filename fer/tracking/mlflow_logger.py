@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from pytorch_lightning.loggers import MLFlowLogger
-
 log = logging.getLogger(__name__)
 
-# Marks the experiment as classic model training. MLflow 3.17's UI does not use it to pick the view any more:
-# that comes from its "GenAI | Model training" switch, i.e. the URL's `workflowType` query, else the browser's
-# localStorage, default GenAI (overview/traces). Links that open the runs table carry UI_RUNS_QUERY (see ui_url).
+# Marks the experiment as classic model training. The UI picks its view (GenAI overview or the runs table) from the
+# URL's `workflowType` query, else from the browser's localStorage, default GenAI: links that open the runs table
+# carry UI_RUNS_QUERY (see ui_url). scripts/check_mlflow_ui.py checks this against the installed MLflow.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 UI_RUNS_QUERY = "workflowType=machine_learning"
@@ -73,7 +70,10 @@ def ensure_experiment(experiment_name: str, tracking_uri: str, artifact_location
 
 
 def make_mlflow_logger(experiment_name: str, tracking_uri: str, run_name: str | None = None,
-                       artifact_location: str | None = None, run_id: str | None = None) -> MLFlowLogger:
+                       artifact_location: str | None = None, run_id: str | None = None):
+    """The Lightning logger of a run (conf/logger/mlflow.yaml), in an experiment that opens as a runs table."""
+    from pytorch_lightning.loggers import MLFlowLogger  # here, not at the top: predict.py resolves runs without it
+
     ensure_experiment(experiment_name, tracking_uri, artifact_location)
     return MLFlowLogger(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
                         run_id=run_id, log_model=False)
@@ -90,10 +90,6 @@ def retry(fn, *args, attempts: int = 5, **kwargs):
             log.warning("mlflow store busy (%s); retrying", exc)
             time.sleep(0.5 * 2**i)
     return None
-
-
-def tracking_uri_default(root: str | os.PathLike) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root, 'mlruns', 'mlflow.db')}"
 
 
 def model_requirements() -> list[str]:

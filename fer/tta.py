@@ -13,6 +13,11 @@ import torch.nn.functional as F
 
 # (dy, dx) offsets of the shifted views, in pixels before scaling by `shift`
 _SHIFTS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+DEFAULT_SHIFT = 2  # px: predict.py's tta_shift default
+
+# model.test_tta (training) -> (flip, shift px): the same views as predict.py's tta=true [tta_shifts=true]
+NAMED_VIEWS: dict[str, tuple[bool, int] | None] = {"none": None, "flip": (True, 0),
+                                                   "flip_shifts": (True, DEFAULT_SHIFT)}
 
 
 def shift_batch(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:

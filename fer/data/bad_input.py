@@ -6,9 +6,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class DataError(ValueError):
-    """Bad input data. The message names the file (or row) and says what to do."""
+from fer.errors import DataError
 
 
 SKIP_HINT = "fix or remove it, or set data.on_bad_image=skip to skip such files (they are listed in a report)"

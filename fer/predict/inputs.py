@@ -1,0 +1,74 @@
+"""What predict.py predicts: a split of the data config's data set, images given with input=, or the faces found
+in photos. Everything here runs before torch is imported, so a wrong path fails in a fraction of a second."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer.data.opened import OpenedData, open_data, open_data_config
+from fer.data.splits import PREDICT_SPLITS, choose_split
+from fer.errors import DataError, UserError
+from fer.predict.submission import DEFAULT_COLUMNS, output_names, submission_columns
+
+
+def as_list(value: Any) -> list[str]:
+    """A config value that may be one path / name or a list of them."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [str(value)] if str(value).strip() else []
+    try:
+        return [str(v) for v in value]
+    except TypeError:
+        return [str(value)]
+
+
+@dataclass
+class Images:
+    data: OpenedData
+    split: str
+    idx: np.ndarray  # rows of the cache to predict
+    names: list[str]  # their names in the CSV
+    columns: tuple[str, ...]
+
+
+def read_images(cfg, inputs: list[str]) -> Images:
+    """The images to predict, through the cache: input= files/folders, or a split of the data config's data."""
+    from fer.data.sources import ImageListSource
+
+    if inputs:
+        data = open_data(ImageListSource(paths=inputs), cfg.data.cache_dir, on_bad_image=cfg.on_bad_image,
+                         progress=cfg.progress)
+        columns = DEFAULT_COLUMNS
+    else:
+        data = open_data_config(cfg.data, on_bad_image=cfg.on_bad_image, progress=cfg.progress)
+        columns = submission_columns(data.source) or DEFAULT_COLUMNS
+    if cfg.get("columns"):
+        columns = tuple(as_list(cfg.columns))
+        if len(columns) != 2:
+            raise UserError(f"columns={list(columns)}: give two names, e.g. columns=[id,label]")
+    split = choose_split(data.cache, "auto" if inputs else cfg.split, PREDICT_SPLITS)
+    if split is None:
+        raise UserError(f"nothing to predict: the data has no predict or test split (splits: "
+                        f"{', '.join(data.cache.split_names)}); name one with split=..., or give images with input=PATH")
+    idx = data.cache.split_indices(split)
+    names_all = data.cache.names
+    return Images(data, split, idx, output_names([names_all[i] for i in idx]), tuple(columns))
+
+
+def scan_faces(cfg, inputs: list[str]):
+    """face_detect=true: the photos of input=, their face boxes and 48x48 crops (fer.predict.faces.FaceScan)."""
+    from fer.data.sources import ImageListSource
+    from fer.predict.faces import FaceDetector, scan_photos
+
+    photos = ImageListSource(paths=inputs).manifest().names  # files and folders listed as for predict
+    detector = FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
+                            cfg.face_max_side)
+    scan = scan_photos(photos, detector, cfg.face_margin, cfg.on_bad_image, cfg.progress)
+    if not scan.photos:
+        raise DataError(f"none of the {len(photos)} photo(s) could be read; see the messages above")
+    return scan

@@ -1,0 +1,121 @@
+"""predict.py's outputs: the CSV rows (one per image, or one per face found in a photo), written atomically, and
+the result that the summary and the tests read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer.classes import CLASS_NAMES, NUM_CLASSES
+from fer.predict.submission import PROB_COLUMNS, format_label, output_names, prediction_table, write_csv_atomic
+
+FACE_COLUMNS = ("image", "face", "x", "y", "w", "h", "label")
+
+
+@dataclass
+class PredictResult:
+    output: Path
+    names: list[str]  # CSV order (images, or photos with a face index for face_detect)
+    probs: np.ndarray  # [rows with a prediction, 7] in CSV order
+    counts: dict[str, int]
+    seconds: dict[str, float]
+    images_per_s: float
+    split: str | None = None
+    accuracy: float | None = None
+    f1_macro: float | None = None
+    skipped: int = 0
+    skipped_file: str | None = None
+    resized: int = 0
+    color: int = 0
+    rows: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _metrics(labels: np.ndarray, preds: np.ndarray) -> tuple[float, float]:
+    from sklearn.metrics import f1_score
+
+    accuracy = float((labels == preds).mean())
+    return accuracy, float(f1_score(labels, preds, average="macro", zero_division=0))
+
+
+def _counts(preds: np.ndarray) -> dict[str, int]:
+    n = np.bincount(preds, minlength=NUM_CLASSES) if len(preds) else np.zeros(NUM_CLASSES, dtype=int)
+    return {CLASS_NAMES[i]: int(n[i]) for i in range(NUM_CLASSES)}
+
+
+def write_images(cfg, data, probs: np.ndarray, seconds: dict[str, float]) -> PredictResult:
+    """One row per image (`data`: fer.predict.inputs.Images), sorted by name, with accuracy when labelled."""
+    names, idx, cache = data.names, data.idx, data.data.cache
+    header, rows = prediction_table(names, probs, data.columns, cfg.label_format, cfg.probabilities)
+    if len(rows) != len(idx):  # never a submission that silently lost images
+        raise RuntimeError(f"{len(rows)} CSV rows for {len(idx)} predicted images")
+    written = write_csv_atomic(cfg.output, header, rows)
+    if written != len(idx):
+        raise RuntimeError(f"wrote {written} CSV rows for {len(idx)} predicted images")
+
+    order = np.argsort(np.asarray(names, dtype=object), kind="stable")
+    preds = probs.argmax(1) if len(probs) else np.empty(0, dtype=np.int64)
+    result = PredictResult(output=Path(cfg.output), names=[names[i] for i in order], probs=probs[order],
+                           counts=_counts(preds), seconds=seconds,
+                           images_per_s=len(idx) / max(seconds["predict"], 1e-9), split=data.split, rows=written,
+                           skipped=int(cache.info.get("skipped", 0)), resized=int(cache.info.get("resized", 0)),
+                           color=int(cache.info.get("color", 0)))
+    if result.skipped:
+        result.skipped_file = str(cache.path / "skipped.csv")
+    result.extra.update(source=data.data.source.name, cache_images=len(cache), columns=list(header))
+    labels = cache.labels[idx]
+    if len(labels) and (labels >= 0).all():
+        result.accuracy, result.f1_macro = _metrics(labels, preds)
+    return result
+
+
+def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> PredictResult:
+    """One row per face (`scan`: fer.predict.faces.FaceScan), left to right in each photo; a row for a photo
+    without one. Optionally annotated copies of the photos."""
+    from fer.predict.faces import annotate_photo
+
+    shown = output_names(scan.photos)
+    starts = np.cumsum([0] + [len(b) for b in scan.boxes])
+    header = list(FACE_COLUMNS) + (list(PROB_COLUMNS) if cfg.probabilities else []) + ["note"]
+    rows, row_names, row_probs = [], [], []
+    for p in sorted(range(len(scan.photos)), key=lambda k: shown[k]):
+        boxes = scan.boxes[p]
+        if not boxes:
+            rows.append([shown[p], -1, "", "", "", "", ""] + [""] * (len(PROB_COLUMNS) * cfg.probabilities)
+                        + ["no face detected"])
+            continue
+        for f, box in enumerate(boxes):
+            pr = probs[starts[p] + f]
+            row = [shown[p], f, *box, format_label(int(pr.argmax()), cfg.label_format)]
+            row += [f"{v:.6f}" for v in pr] if cfg.probabilities else []
+            rows.append(row + [""])
+            row_names.append(f"{shown[p]}#{f}")
+            row_probs.append(pr)
+    no_face = sum(1 for b in scan.boxes if not b)
+    if len(rows) != scan.n_faces + no_face:
+        raise RuntimeError(f"{len(rows)} CSV rows for {scan.n_faces} faces and {no_face} photos without one")
+    written = write_csv_atomic(cfg.output, header, rows)
+    skipped_file = None
+    if len(scan.skipped):
+        out = Path(cfg.output).expanduser()
+        skipped_file = out.with_name(f"{out.stem}_skipped.csv")
+        scan.skipped.write(skipped_file)
+    annotated = []
+    if cfg.get("annotate"):
+        folder = Path(cfg.annotate).expanduser()
+        for p, photo in enumerate(scan.photos):
+            annotated.append(str(annotate_photo(photo, scan.boxes[p], probs[starts[p]:starts[p + 1]],
+                                                folder / shown[p])))
+
+    stacked = np.stack(row_probs) if row_probs else np.empty((0, NUM_CLASSES), dtype=np.float32)
+    result = PredictResult(output=Path(cfg.output), names=row_names, probs=stacked,
+                           counts=_counts(stacked.argmax(1) if len(stacked) else np.empty(0, dtype=np.int64)),
+                           seconds=seconds, images_per_s=scan.n_faces / max(seconds["predict"], 1e-9),
+                           rows=written, skipped=len(scan.skipped),
+                           skipped_file=str(skipped_file) if skipped_file else None)
+    result.extra.update(photos=len(scan.photos), faces=scan.n_faces, no_face=no_face, detector=scan.detector,
+                        annotated=annotated, columns=header)
+    return result

@@ -1,0 +1,48 @@
+"""The few lines predict.py prints when it is done: what was predicted, with what, how fast, how well."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def print_summary(cfg, r) -> None:
+    e = r.extra
+    tta = "off" if not cfg.tta else ("flip+shifts" if cfg.tta_shifts else "flip")
+    models = " + ".join(e["model_names"])
+    if cfg.face_detect:
+        what = f"{e['faces']} face(s) in {e['photos']} photo(s) ({e['no_face']} without a face; {e['detector']})"
+    else:
+        what = f"{r.rows} image(s) ({e['source']}, split {r.split})"
+    lines = [f"predicted {what} with {models} on {e['device']} ({e['precision']}, tta {tta})"]
+    total = max(sum(r.counts.values()), 1)
+    lines.append("  " + ", ".join(f"{k} {v} ({100 * v / total:.1f}%)" for k, v in r.counts.items()))
+    parts = ", ".join(f"{k} {v:.2f}s" for k, v in r.seconds.items() if k != "total")
+    lines.append(f"  time {r.seconds['total']:.2f}s ({parts}); {r.images_per_s:.0f} images/s in the model")
+    w = e.get("ensemble_weights")
+    if w:
+        mix = ", ".join(f"{name} {weight:.2f}" for name, weight in zip(w["members"], w["weights"]))
+        if w["how"] == "val":
+            accs = "/".join(f"{a:.4f}" for a in w["member_acc"])
+            lines.append(f"  ensemble weights fitted on the val split ({w['n_val']} images): {mix}; val accuracy: "
+                         f"members {accs}, equal weights {w['equal_acc']:.4f}, fitted {w['fitted_acc']:.4f}")
+        else:
+            lines.append(f"  ensemble weights (given): {mix}")
+    if r.accuracy is not None:
+        lines.append(f"  accuracy {r.accuracy:.4f}, macro-F1 {r.f1_macro:.4f} (split {r.split} has labels)")
+    if r.skipped:
+        lines.append(f"  skipped {r.skipped} unreadable image(s), listed in {r.skipped_file}")
+    if r.resized or r.color:
+        lines.append(f"  converted on reading: {r.resized} resized to 48x48, {r.color} colour -> grayscale "
+                     f"(counts over the {e.get('cache_images', '')} images of the cache entry)"
+                     + ("; photos rather than face crops? face_detect=true finds and crops the faces first"
+                        if r.resized and e.get("source") == "images" else ""))
+    if e.get("annotated"):
+        lines.append(f"  annotated photos in {Path(cfg.annotate).expanduser()}")
+    lines.append(f"wrote {r.output} ({r.rows} rows; columns {','.join(e['columns'][:2])}"
+                 f"{',...' if len(e['columns']) > 2 else ''})")
+    print("\n".join(lines), flush=True)
+    for line in lines:
+        log.debug("%s", line)

@@ -1,0 +1,68 @@
+"""The figures that runs and audits write: confusion matrix, grids of 48x48 images with captions. Files only
+(matplotlib's Agg backend): never needs a display."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import confusion_matrix  # noqa: E402
+
+from fer.classes import CLASS_NAMES, NUM_CLASSES  # noqa: E402
+
+
+def plot_confusion_matrix(labels: np.ndarray, preds: np.ndarray, path: Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (each row = the true class, sums to 1), counts in small print."""
+    counts = confusion_matrix(labels, preds, labels=range(NUM_CLASSES))
+    norm = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(NUM_CLASSES):
+        for j in range(NUM_CLASSES):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=45, ha="right")
+    ax.set_yticks(range(NUM_CLASSES), CLASS_NAMES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    acc = (labels == preds).mean() if len(labels) else float("nan")
+    ax.set_title(f"{title} accuracy {acc:.3f} (n={len(labels)})".strip())
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_image_grid(images: np.ndarray, captions: list[str], path: Path, title: str = "", cols: int = 8) -> Path:
+    """Grid of 48x48 images (uint8, or float in [0,1]) with a caption under each, drawn as one mosaic in one axes:
+    several times faster than a subplot per image."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        images = np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
+    n, size = len(images), images.shape[1]
+    rows = max(1, -(-n // cols))
+    gap, cap = 8, 24  # pixels between tiles and under each tile for its caption
+    cell_w, cell_h = size + gap, size + cap
+    mosaic = np.full((rows * cell_h, cols * cell_w), 255, np.uint8)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        mosaic[r * cell_h:r * cell_h + size, c * cell_w + gap // 2:c * cell_w + gap // 2 + size] = images[k]
+    top = 0.35 if title else 0.05
+    fig = plt.figure(figsize=(cols * cell_w / 40, rows * cell_h / 40 + top))
+    ax = fig.add_axes((0, 0, 1, 1 - top / (rows * cell_h / 40 + top)))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest", aspect="auto")
+    ax.axis("off")
+    for k, text in enumerate(captions[:n]):
+        r, c = divmod(k, cols)
+        ax.text(c * cell_w + cell_w / 2, r * cell_h + size + 1, text, fontsize=6, ha="center", va="top",
+                linespacing=1.0)
+    if title:
+        fig.suptitle(title, fontsize=9, y=1 - 0.08 / (rows * cell_h / 40 + top))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,197 @@
+"""What a training run records in MLflow, and how it is read back: the one owner of every tag, param, metric
+and artifact name that fer writes itself or reads from a run.
+
+The per-epoch metrics (train/loss, val/acc, test/acc, ...) are logged by the LightningModule through Lightning's
+MLflow logger; of those, this module names the one it reads back (SELECTION_METRIC). A new artifact is one method
+of RunRecord; a new way to find a checkpoint in MLflow is one method of RunStore.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fer.errors import UserError
+from fer.tracking.mlflow_logger import model_requirements, retry, ui_url
+
+log = logging.getLogger(__name__)
+
+# ---- names ---------------------------------------------------------------------------------------------
+PARAM_MODEL = "model"  # the model's registered name (ckpt=best:<model> filters on it)
+TAG_BEST_CHECKPOINT = "best_checkpoint"  # local path of the checkpoint the run tested
+TAG_OUTPUT_DIR = "output_dir"  # the train.py run folder
+TAG_AUDIT_PREFIX = "audit."  # one tag per audit count (audit=true)
+SELECTION_METRIC = "val/acc"  # what model selection (the checkpoint callback, ckpt=best) maximises
+METRIC_FIT_SECONDS = "fit_seconds"
+METRIC_PARAMS = "model/params"
+METRIC_DEDUP_PREFIX = "data/dedup_"
+ARTIFACT_CONFIG = "config.yaml"  # the full composed config, at the artifact root
+ARTIFACT_CHECKPOINTS = "checkpoints"
+ARTIFACT_REPORTS = "reports"
+ARTIFACT_AUDIT = "audit"
+ARTIFACT_MODEL = "model"  # the MLflow model (PyTorch or sklearn flavour)
+ARTIFACT_EXPORT = "export"  # files made from the run afterwards (e.g. ONNX)
+
+
+# ---- writing -------------------------------------------------------------------------------------------
+class RunRecord:
+    """Writes one run's record. Every call retries while another process holds the sqlite store's lock."""
+
+    def __init__(self, client, run_id: str, experiment_id: str):
+        self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
+
+    @classmethod
+    def of_logger(cls, logger) -> RunRecord:
+        """The record of a Lightning MLFlowLogger's run."""
+        return cls(logger.experiment, logger.run_id, logger.experiment_id)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.client.tracking_uri
+
+    def _call(self, method: str, *args: Any) -> Any:
+        return retry(getattr(self.client, method), self.run_id, *args)
+
+    def log_start(self, params: dict[str, Any], config_file: Path, output_dir: Path) -> None:
+        """A new run: its short flat params, the full composed config, and where its files are."""
+        self._call("log_batch", [], [_param(k, v) for k, v in params.items()])
+        self._call("log_artifact", str(config_file))
+        self._call("set_tag", TAG_OUTPUT_DIR, str(output_dir))
+
+    def log_fit(self, seconds: float, n_params: int, dedup: dict[str, int]) -> None:
+        self._call("log_metric", METRIC_FIT_SECONDS, seconds)
+        self._call("log_metric", METRIC_PARAMS, float(n_params))
+        for key, value in dedup.items():
+            self._call("log_metric", f"{METRIC_DEDUP_PREFIX}{key}", float(value))
+
+    def log_best_checkpoint(self, path: str | Path) -> None:
+        self._call("set_tag", TAG_BEST_CHECKPOINT, str(path))
+        self._call("log_artifact", str(path), ARTIFACT_CHECKPOINTS)
+
+    def log_reports(self, files: dict[str, Path]) -> None:
+        for path in files.values():
+            self._call("log_artifact", str(path), ARTIFACT_REPORTS)
+
+    def log_audit(self, counts: dict[str, int], folder: Path) -> None:
+        for key, value in counts.items():
+            self._call("set_tag", f"{TAG_AUDIT_PREFIX}{key}", str(value))
+        self._call("log_artifacts", str(folder), ARTIFACT_AUDIT)
+
+    def log_export(self, path: Path) -> None:
+        self._call("log_artifact", str(path), ARTIFACT_EXPORT)
+
+    def log_model(self, model) -> None:
+        """The model as an MLflow model in the flavour it asks for (model.mlflow_model_spec())."""
+        import importlib
+
+        import mlflow
+
+        spec = model.mlflow_model_spec()
+        flavour = importlib.import_module(f"mlflow.{spec['flavour']}")
+        mlflow.set_tracking_uri(self.tracking_uri)  # the fluent API below writes to the run's own store
+        with mlflow.start_run(run_id=self.run_id, nested=False):
+            flavour.log_model(spec["model"], name=ARTIFACT_MODEL, input_example=spec["input_example"],
+                              pip_requirements=model_requirements(), **spec.get("options", {}))
+            for key, value in spec.get("params", {}).items():
+                mlflow.log_param(key, value)
+
+    def ui_link(self, server: str = "http://127.0.0.1:5000") -> str:
+        return ui_url(server, self.experiment_id, self.run_id)
+
+
+def _param(key: str, value: Any):
+    from mlflow.entities import Param
+
+    return Param(key, str(value))
+
+
+# ---- reading -------------------------------------------------------------------------------------------
+class RunStore:
+    """A lazily opened MLflow client for one tracking URI, answering predict.py's questions about runs."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, download_dir: Path):
+        self.tracking_uri, self.experiment_name, self.download_dir = tracking_uri, experiment_name, download_dir
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            if self.tracking_uri.startswith("sqlite:///"):
+                db = Path(self.tracking_uri[len("sqlite:///"):])
+                if not db.is_file():  # MLflow would silently create an empty store
+                    raise UserError(f"no MLflow store at {db} (tracking URI {self.tracking_uri}); train with "
+                                    "logger=mlflow first or set MLFLOW_TRACKING_URI")
+            logging.getLogger("alembic").setLevel(logging.WARNING)  # sqlite stores log migration chatter
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def get_run(self, run_id: str):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as exc:
+            raise UserError(f"unknown MLflow run id {run_id!r} in {self.tracking_uri} "
+                            f"({str(exc).splitlines()[0]})") from exc
+
+    def best_checkpoint_tag(self, run_id: str) -> str | None:
+        return self.get_run(run_id).data.tags.get(TAG_BEST_CHECKPOINT)
+
+    def best_run_id(self, spec: str, model: str | None = None) -> str:
+        """The run with the highest SELECTION_METRIC (at its best epoch) that has a checkpoint to offer."""
+        exp = self.client.get_experiment_by_name(self.experiment_name)
+        if exp is None:
+            raise UserError(f"ckpt={spec}: no MLflow experiment {self.experiment_name!r} in {self.tracking_uri} "
+                            "(set experiment_name=...)")
+        query = f"metrics.`{SELECTION_METRIC}` >= 0" + (f" and params.{PARAM_MODEL} = '{model}'" if model else "")
+        runs = self.client.search_runs([exp.experiment_id], filter_string=query,
+                                       order_by=[f"metrics.`{SELECTION_METRIC}` DESC", "attributes.start_time DESC"],
+                                       max_results=50)
+        finished = [r for r in runs if r.data.tags.get(TAG_BEST_CHECKPOINT)]
+        if finished:  # a run's metric value is its last epoch's; the checkpoint it tested is its best epoch's
+            return max(finished, key=lambda r: max(m.value for m in self.client.get_metric_history(
+                r.info.run_id, SELECTION_METRIC))).info.run_id
+        which = f"of model {model!r} " if model else ""
+        unfinished = [r for r in runs if r.info.status != "FINISHED"]
+        if unfinished:  # the run is there, it just never got as far as testing a checkpoint
+            r = unfinished[0]
+            folder = r.data.tags.get(TAG_OUTPUT_DIR, "its run folder")
+            raise UserError(f"ckpt={spec}: the only run {which}in experiment {self.experiment_name!r} with a "
+                            f"{SELECTION_METRIC} ({r.info.run_name}, status {r.info.status}) did not finish; resume "
+                            f"it with python train.py resume={folder}, or name one of its checkpoints")
+        raise UserError(f"ckpt={spec}: no run {which}in experiment {self.experiment_name!r} ({self.tracking_uri}) "
+                        f"has a {SELECTION_METRIC} metric and a {TAG_BEST_CHECKPOINT} tag; train one with "
+                        "logger=mlflow")
+
+    def checkpoint_files(self, run_id: str) -> list[str]:
+        """Artifact paths of the run's uploaded checkpoints."""
+        try:
+            return [f.path for f in self.client.list_artifacts(run_id, ARTIFACT_CHECKPOINTS)
+                    if f.path.endswith(".ckpt")]
+        except Exception as exc:  # noqa: BLE001 - artifact repositories raise many kinds
+            raise UserError(f"run {run_id}: cannot list its artifacts ({str(exc).splitlines()[0]})") from exc
+
+    def fetch(self, run_id: str, artifact: str) -> Path:
+        """The artifact's local copy in <download_dir>/<run id>/, downloaded on first use (never half-written)."""
+        target = self.download_dir / run_id
+        if (target / Path(artifact).name).is_file():
+            return target / Path(artifact).name
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target))
+        try:
+            local = Path(self.client.download_artifacts(run_id, artifact, str(tmp)))
+            if not local.is_file():
+                return local
+            os.replace(local, target / local.name)
+            return target / local.name
+        except Exception as exc:  # noqa: BLE001 - artifact repositories raise many kinds
+            raise UserError(f"run {run_id}: cannot download artifact {artifact!r} "
+                            f"({str(exc).splitlines()[0]})") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

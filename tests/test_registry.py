@@ -1,0 +1,72 @@
+"""Models are found by registered name: every conf/model/ file is a registered model, checkpoints store the name,
+checkpoints of the format before the registry still load, and no checkpoint can make fer import a module."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fer.errors import UserError
+from fer.models.loading import load_model
+from fer.models.registry import get_model_class, list_models, register_model
+
+from helpers import MODEL_NAMES, ROOT
+
+DATA = ROOT / "tests" / "data"
+
+
+def test_every_model_config_is_a_registered_model_and_back():
+    assert list_models() == MODEL_NAMES
+    for name in MODEL_NAMES:
+        cls = get_model_class(name)
+        assert cls.model_name == name and cls.__module__ == f"fer.models.{name}"
+
+
+def test_names_are_registered_once_and_well_formed():
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("mlp")(type("Other", (), {}))
+    with pytest.raises(ValueError, match="lower-case"):
+        register_model("Bad-Name")
+
+
+@pytest.mark.parametrize("model", ["mlp", "svm"])
+def test_checkpoints_of_the_2026_11_25_format_still_load(model):
+    """Files written by fer as of 2026-11-25 (before the registry): the model named by class path."""
+    checkpoint = torch.load(DATA / f"{model}_format_2026-11-25.ckpt", weights_only=True)
+    assert "fer_model" not in checkpoint and checkpoint["fer_model_class"].startswith(f"fer.models.{model}.")
+    loaded = load_model(DATA / f"{model}_format_2026-11-25.ckpt")
+    assert type(loaded).model_name == model
+    expected = np.load(DATA / "format_2026-11-25_expected.npz")
+    x = torch.from_numpy(expected["images"]).float().div(255).unsqueeze(1)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.predict_proba(x).numpy(), expected[model], atol=1e-6)
+
+
+@pytest.fixture
+def probe_module(tmp_path, monkeypatch):
+    """A module `probe` on the Python path that leaves a file behind when it is imported."""
+    marker = tmp_path / "probe_was_imported"
+    (tmp_path / "probe.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Fly: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield marker
+    sys.modules.pop("probe", None)
+
+
+@pytest.mark.parametrize("entry", [{"fer_model": "probe"}, {"fer_model_class": "probe.Fly"},
+                                   {"fer_model": "os.path"}, {"fer_model": "../probe"},
+                                   {"fer_model_class": "fer.models.probe.Fly"}, {"fer_model": "base"},
+                                   {"fer_model_class": "fer.models.base.FERClassifier"}, {"fer_model": ["mlp"]}])
+def test_unregistered_names_are_refused_in_one_line_without_importing_anything(entry, probe_module, tmp_path):
+    checkpoint = torch.load(DATA / "mlp_format_2026-11-25.ckpt", weights_only=True)
+    checkpoint.pop("fer_model_class")
+    path = tmp_path / "foreign.ckpt"
+    torch.save({**checkpoint, **entry}, path)
+    with pytest.raises(UserError, match=r"foreign.ckpt: model .* not a (registered )?model of this fer "
+                                        r"\(registered: cnn, cnn_deep, efficientnet, mlp, svm\)") as exc:
+        load_model(path)
+    assert "\n" not in str(exc.value)
+    assert not probe_module.exists() and "probe" not in sys.modules

@@ -1,0 +1,88 @@
+"""The package's floors: every import (at module level or inside a function) goes to the same floor or one below,
+and no module imports itself back through others. Ground: classes, errors, TTA views; then data, models,
+tracking, and on top the entry flows (train, predict, audit, export) with the CLI helpers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT
+
+FLOORS = {  # module prefix -> floor; the longest matching prefix wins
+    "fer": 0, "fer.classes": 0, "fer.errors": 0, "fer.tta": 0,
+    "fer.data": 1,
+    "fer.models": 2,
+    "fer.tracking": 3,
+    "fer.training": 4, "fer.predict": 4, "fer.audit": 4, "fer.cli": 4,
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _floor(module: str) -> int:
+    matches = [p for p in FLOORS if module == p or module.startswith(p + ".")]
+    assert matches, f"{module} is on no floor: add it to FLOORS"
+    return FLOORS[max(matches, key=len)]
+
+
+def _imports() -> dict[str, set[str]]:
+    """fer module -> the fer modules it imports (anywhere in it)."""
+    modules = {_module_name(p): p for p in (ROOT / "fer").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.split(".")[0] == "fer"}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative import
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                if base.split(".")[0] != "fer":
+                    continue
+                for alias in node.names:  # `from fer.data import duplicates` imports a module
+                    found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+        graph[name] = {m for m in found if m != name}
+    return graph
+
+
+GRAPH = _imports()
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_imports_only_go_down_a_floor_or_stay(module):
+    up = [m for m in GRAPH[module] if _floor(m) > _floor(module)]
+    assert not up, f"{module} (floor {_floor(module)}) imports from a higher floor: {up}"
+
+
+def test_no_import_cycles():
+    done: set[str] = set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        if node in stack:
+            cycle = stack[stack.index(node):] + [node]
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+        if node in done:
+            return
+        for nxt in sorted(GRAPH.get(node, ())):
+            # a package's __init__ importing its own submodules is how packages export; not a cycle
+            if not nxt.startswith(node + "."):
+                visit(nxt, stack + [node])
+        done.add(node)
+
+    for module in sorted(GRAPH):
+        visit(module, [])
+
+
+def test_modules_stay_small():
+    """One job per module: none grows past ~300 lines (a longer one is a room that holds several jobs)."""
+    big = {_module_name(p): n for p in (ROOT / "fer").rglob("*.py")
+           if (n := len(p.read_text().splitlines())) > 300}
+    assert not big, big
