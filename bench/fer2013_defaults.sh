@@ -13,5 +13,5 @@ for model in $(ls conf/model/*.yaml | xargs -n1 basename | sed 's/.yaml$//' | gr
   [ -n "$limit" ] && extra+=("+trainer.max_time=$limit")
   echo "=== $model ${limit:+(max_time $limit)} $(date +%T)"
   .venv/bin/python train.py model=$model data=fer2013 data.root="$root" experiment_name=fer2013-defaults \
-    callbacks.progress_bar=null trainer.enable_progress_bar=false data.progress=false "${extra[@]}" 2>&1 | grep -vE "Warning|warn\(" | tail -25
+    trainer.enable_progress_bar=false data.progress=false "${extra[@]}" 2>&1 | grep -vE "Warning|warn\(" | tail -25
 done

@@ -19,7 +19,7 @@ for recipe in "${recipes[@]}"; do
   if grep -q "^recipe_for: predict" "conf/experiment/$recipe.yaml"; then
     .venv/bin/python predict.py experiment=$recipe data.root="$root" progress=false 2>&1 | grep -vE "Warning|warn\("
   else
-    .venv/bin/python train.py experiment=$recipe data.root="$root" callbacks.progress_bar=null \
+    .venv/bin/python train.py experiment=$recipe data.root="$root" \
       trainer.enable_progress_bar=false data.progress=false 2>&1 | grep -vE "Warning|warn\(" | tail -25
   fi
 done

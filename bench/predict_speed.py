@@ -80,7 +80,7 @@ def train_checkpoint(work: Path) -> Path:
     cmd = [PY, str(ROOT / "train.py"), "model=cnn_deep", "logger=none", "trainer.max_epochs=1",
            "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1", "trainer.accelerator=cpu", "test=false",
            "data.source.n_train=600", "data.source.n_test=8", "callbacks.model_checkpoint.save_last=false",
-           "trainer.enable_progress_bar=false", "callbacks.progress_bar=null", "data.progress=false",
+           "trainer.enable_progress_bar=false", "data.progress=false",
            f"paths.cache_dir={work / 'train_cache'}", f"hydra.run.dir={out}"]
     subprocess.run(cmd, check=True, cwd=work, capture_output=True, text=True)
     ckpts = sorted((out / "checkpoints").glob("epoch_*.ckpt"))

@@ -3,13 +3,54 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 from contextlib import contextmanager
 from typing import Iterator
 
+from omegaconf import OmegaConf
+
 from fer.errors import DataError, UserError
 
 log = logging.getLogger("fer")
+
+# A short random tag per process, in every run folder's name (conf/hydra/default.yaml: ${fer.run_tag:}): two runs
+# started in the same second, by hand, by a sweep or by parallel launches, never share a folder. One value per
+# process, so the name is the same wherever the config interpolates it.
+RUN_TAG = secrets.token_hex(3)
+if not OmegaConf.has_resolver("fer.run_tag"):
+    OmegaConf.register_new_resolver("fer.run_tag", lambda: RUN_TAG)
+
+
+# Messages the libraries print on every run that a user of fer can do nothing about: an advertisement, and
+# warnings about choices fer makes on purpose (two checkpoint callbacks, bf16 model summaries, how MLflow exports
+# a CPU model).
+_NOISE_LOGS = {"pytorch_lightning.utilities.rank_zero": ("litlogger",),
+               "lightning.pytorch.utilities.rank_zero": ("litlogger",),
+               "torch._export.non_strict_utils": ("Dim.AUTO",)}
+_NOISE_WARNINGS = ("No complete tensor found in the group", "is not supported by the model summary",
+                   r"\.test\(ckpt_path=\"best\"\)` is called with Trainer configured with multiple")
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, fragments: tuple[str, ...]):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(f in record.getMessage() for f in self.fragments)
+
+
+def silence_library_noise() -> None:
+    """Drop the messages of _NOISE_LOGS / _NOISE_WARNINGS (idempotent)."""
+    import warnings
+
+    for name, fragments in _NOISE_LOGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(fragments))
+    for pattern in _NOISE_WARNINGS:
+        warnings.filterwarnings("ignore", message=f".*{pattern}")
 
 
 @contextmanager

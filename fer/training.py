@@ -15,10 +15,10 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
-from fer.cli import check_recipe_for
+from fer.cli import check_recipe_for, silence_library_noise
 from fer.errors import DataError, UserError
 from fer.tracking.record import RunRecord
 from fer.tracking.reports import write_test_reports
@@ -96,6 +96,7 @@ def _loggers(cfg: DictConfig, run_info: RunInfo | None, run_name: str) -> list:
 
 
 def run_training(cfg: DictConfig) -> dict[str, float]:
+    silence_library_noise()
     validate_config(cfg)
     ckpt_path = None
     if cfg.get("resume"):
@@ -119,6 +120,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if not loggers:  # LearningRateMonitor refuses to run without a logger; with logger=none it has nothing to do
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress bar callback then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
     if record is not None and not (run_info and run_info.mlflow_run_id):

@@ -18,7 +18,7 @@ MODEL_NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.st
 FAST = ["trainer.accelerator=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=2", "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false", "data.source.n_train=280", "data.source.n_test=70",
-        "data.batch_size=32", "data.eval_batch_size=64", "data.progress=false", "callbacks.progress_bar=null"]
+        "data.batch_size=32", "data.eval_batch_size=64", "data.progress=false"]
 
 
 def compose_train(tmp_path: Path, overrides: list[str], config_name: str = "train") -> DictConfig:

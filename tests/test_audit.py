@@ -294,3 +294,20 @@ def test_train_with_audit_logs_the_report_to_mlflow(planted, tmp_path):
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "audit")}
     assert {"audit/summary.md", "audit/findings.csv", "audit/class_distribution.png"} <= logged
     assert (Path(cfg.paths.output_dir) / "audit" / "summary.md").is_file()
+
+
+def test_perceptual_codes_do_not_depend_on_the_eigenvector_signs_lapack_returns(monkeypatch):
+    """Eigenvectors come with an arbitrary sign; the codes must not follow it (or a pair at the threshold could
+    move in or out of the audit's counts with the library build)."""
+    rng = np.random.default_rng(3)
+    images = np.stack([texture(rng) for _ in range(60)])
+    center, shifted = perceptual_hashes(images)
+    real_eigh = np.linalg.eigh
+
+    def flipped(a):
+        values, vectors = real_eigh(a)
+        return values, -vectors
+
+    monkeypatch.setattr(np.linalg, "eigh", flipped)
+    center2, shifted2 = perceptual_hashes(images)
+    assert np.array_equal(center, center2) and np.array_equal(shifted, shifted2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -114,13 +115,102 @@ def test_fingerprint_follows_the_synthetic_generator_code_and_settings(monkeypat
     assert fingerprint(src.manifest(), "error") != before
 
 
-def test_changed_source_rebuilds_and_replaces_the_old_entry(folder_dataset, tmp_path):
+def _age(entry: Path, seconds: float = 3600) -> None:
+    """Make an entry look unused for `seconds` (its lock file's mtime is its last use)."""
+    lock = entry / ".lock"
+    t = lock.stat().st_mtime - seconds
+    os.utime(lock, (t, t))
+
+
+def test_changed_source_rebuilds_and_old_entry_goes_once_unused(folder_dataset, tmp_path):
     old = open_cache(FolderSource(str(folder_dataset)), tmp_path / "c", progress=False)
     (folder_dataset / "train" / "sad" / "big.png").unlink()
+    _age(old.path)
     new = open_cache(FolderSource(str(folder_dataset)), tmp_path / "c", progress=False)
     assert new.path != old.path and len(new) == len(old) - 1
-    assert _entries(tmp_path / "c") == [new.path]  # stale entry of the same source removed
-    assert old.images.shape[0] == len(old)  # an open reader keeps its mapping
+    assert _entries(tmp_path / "c") == sorted([old.path, new.path])  # still open here: kept
+    assert old.names[0] and old.images.shape[0] == len(old)  # and fully readable
+    old.close()
+    shutil.copy(folder_dataset / "train" / "sad" / "train_4_0.png", folder_dataset / "train" / "sad" / "again.png")
+    newest = open_cache(FolderSource(str(folder_dataset)), tmp_path / "c", progress=False)
+    # the first entry was unused and old: removed; the second is open (and recent): kept
+    assert _entries(tmp_path / "c") == sorted([new.path, newest.path])
+
+
+def test_parallel_runs_with_different_data_settings_keep_each_others_entries(tmp_path):
+    """Run A reads its entry while run B, with another data setting of the same source, builds and cleans up."""
+    a = open_cache(SyntheticSource(n_train=70, n_test=14), tmp_path / "c", progress=False)
+    _age(a.path)  # even an entry unused "for an hour" stays while it is open
+    b = open_cache(SyntheticSource(n_train=84, n_test=14), tmp_path / "c", progress=False)
+    assert a.path.is_dir() and b.path.is_dir() and a.path != b.path
+    assert len(a.names) == 84 and a.names[-1] == "synthetic/test/0000013.png"  # names.txt is read lazily
+    # an entry used a moment ago stays too, open or not (the moment between a build and its first reader)
+    b.close()
+    c = open_cache(SyntheticSource(n_train=98, n_test=14), tmp_path / "c", progress=False)
+    assert b.path.is_dir() and len(_entries(tmp_path / "c")) == 3 and len(c) == 112
+
+
+@pytest.mark.parametrize("damage", ["pixels", "truncated", "labels"])
+def test_damaged_entry_is_rebuilt_with_a_warning(damage, tmp_path, caplog):
+    src = SyntheticSource(n_train=70, n_test=14)
+    first = open_cache(src, tmp_path / "c", progress=False)
+    expected, path = np.array(first.images), first.path
+    first.close()
+    del first
+    import fer.data.cache as cache_module
+
+    cache_module._VERIFIED.clear()  # as a new process would: it checks the entry when it opens it
+    if damage == "pixels":  # same size, other bytes: only the checksum can tell
+        with open(path / "images.u8", "r+b") as fh:
+            fh.seek(1000)
+            fh.write(b"\xff" * 64)
+    elif damage == "truncated":
+        os.truncate(path / "images.u8", 48 * 48 * 10)
+    else:
+        np.save(path / "labels.npy", np.zeros(84, np.int64))
+    with caplog.at_level("WARNING"):
+        again = open_cache(src, tmp_path / "c", progress=False)
+    assert "image cache damaged" in caplog.text and "building it again" in caplog.text
+    assert np.array_equal(again.images, expected) and again.path == path
+    assert (again.labels == SyntheticSource(n_train=70, n_test=14).manifest().labels).all()
+    assert [p.name for p in (tmp_path / "c").iterdir() if p.name.startswith(".damaged-")] == []  # unused: removed
+
+
+def test_killed_build_leaves_a_folder_that_the_next_build_removes(tmp_path):
+    """kill -9 in the middle of a build: its temporary folder stays, unlocked; the next build of any entry removes
+    it (once past the grace period that protects a build that has not locked its folder yet)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache_dir = tmp_path / "c"
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1])\n"
+              "from fer.data.cache import open_cache\nfrom fer.data.sources import SyntheticSource\n"
+              "class Slow(SyntheticSource):\n"
+              "    def manifest(self):\n"
+              "        m = super().manifest(); fill = m.fill\n"
+              "        m.fill = lambda out, bad, progress: (time.sleep(60), fill(out, bad, progress))[1]\n"
+              "        return m\n"
+              "open_cache(Slow(n_train=7, n_test=7), sys.argv[2], progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).resolve().parents[1]), str(cache_dir)])
+    try:
+        deadline = time.monotonic() + 60
+        while not list(cache_dir.glob(".tmp-*/.lock")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (building,) = cache_dir.glob(".tmp-*")
+        # while the builder lives, its folder is locked: a clean-up leaves it
+        os.utime(building, (0, 0))
+        open_cache(SyntheticSource(n_train=14, n_test=7), cache_dir, progress=False)
+        assert building.is_dir()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    assert building.is_dir()  # nobody cleaned up after the killed builder
+    os.utime(building, (0, 0))
+    open_cache(SyntheticSource(n_train=21, n_test=7), cache_dir, progress=False)
+    assert not building.exists()
 
 
 def test_interrupted_build_never_looks_complete(tmp_path, monkeypatch):
@@ -190,7 +280,7 @@ def test_big_cache_gather_is_chunked_and_leaves_nothing_mapped(tmp_path, monkeyp
     import fer.data.cache as cache_module
 
     n = 20_000  # 46 MB
-    cache = ImageCache(_raw_cache_entry(tmp_path / "big", n))
+    cache = ImageCache(_raw_cache_entry(tmp_path / "big", n), verify=False)  # no checksums in this hand-made entry
     data = cache.path / "images.u8"
     monkeypatch.setattr(cache_module, "_MAP_BUDGET", 2**20)  # as if the cache were far bigger than 512 MB
     order = np.random.default_rng(1).permutation(n)

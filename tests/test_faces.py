@@ -163,6 +163,14 @@ def test_predict_faces_bad_input(ckpt, photos, tmp_path):
     assert result.skipped == 1 and Path(result.skipped_file).is_file() and result.rows == 1
     with pytest.raises(DataError, match="none of the 1 photo"):
         _predict(ckpt, tmp_path, f"input={bad}", "on_bad_image=skip")
+    # a decompression bomb among the photos: refused from its header, or skipped and listed
+    from conftest import png_bomb
+
+    bomb = png_bomb(tmp_path / "in" / "bomb.png", side=8000)
+    with pytest.raises(DataError, match="bomb.png: 8000x8000 pixels, over the limit of 50,000,000"):
+        _predict(ckpt, tmp_path, f"input=[{bomb},{photos / 'astronaut.jpg'}]")
+    result = _predict(ckpt, tmp_path, f"input=[{bomb},{photos / 'astronaut.jpg'}]", "on_bad_image=skip")
+    assert result.skipped == 1 and "bomb.png" in Path(result.skipped_file).read_text() and result.rows == 1
 
 
 def test_several_faces_in_one_photo_rows_order_and_boxes(ckpt, tmp_path):

@@ -17,7 +17,7 @@ from fer.tracking.mlflow_logger import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, ens
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model=mlp", "trainer.accelerator=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=2", "trainer.num_sanity_val_steps=0",
-        "trainer.enable_progress_bar=false", "callbacks.progress_bar=null", "data.progress=false",
+        "trainer.enable_progress_bar=false", "data.progress=false",
         "data.source.n_train=200", "data.source.n_test=70"]
 
 

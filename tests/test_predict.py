@@ -54,7 +54,7 @@ def train_overrides(model: str, out: Path, cache: Path, batch_size: int, batches
     return [f"model={model}", "logger=none", "trainer.max_epochs=1", f"+trainer.limit_train_batches={batches}",
             "+trainer.limit_val_batches=1", "trainer.accelerator=cpu", "trainer.precision=bf16-mixed",
             "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
-            "+trainer.enable_model_summary=false", "callbacks.progress_bar=null", "callbacks.early_stopping=null",
+            "+trainer.enable_model_summary=false", "callbacks.early_stopping=null",
             "callbacks.model_checkpoint.save_last=false", "+callbacks.model_checkpoint.save_weights_only=true",
             f"paths.output_dir={out}", f"paths.cache_dir={cache}", "data.source.n_train=290",
             "data.source.n_test=8", "data.val_fraction=0.05", f"data.batch_size={batch_size}",
@@ -403,6 +403,15 @@ def test_runs_and_best_resolution(fast_ckpt, work, tmp_path, store, challenge):
         resolve("0" * 32)
     with pytest.raises(UserError, match="no MLflow experiment"):
         resolve_checkpoint("best", uri, "nope", tmp_path / "downloads")
+    # the only run was interrupted (killed before testing): it is there, it just did not finish
+    lone = client.create_experiment("fer-interrupted")
+    killed = client.create_run(lone, run_name="killed-run")
+    client.log_metric(killed.info.run_id, "val/acc", 0.5)
+    client.set_tag(killed.info.run_id, "output_dir", "/runs/killed")
+    with pytest.raises(UserError, match=r"ckpt=best: the only run in experiment 'fer-interrupted' with a val/acc "
+                                        r"\(killed-run, status RUNNING\) did not finish; resume it with "
+                                        r"python train.py resume=/runs/killed"):
+        resolve_checkpoint("best", uri, "fer-interrupted", tmp_path / "downloads")
     with pytest.raises(UserError, match="no MLflow store"):
         resolve_checkpoint("best", f"sqlite:///{tmp_path / 'missing.db'}", "fer-test", tmp_path)
     # and through predict: runs:/ in an ensemble with a plain path
@@ -515,3 +524,44 @@ def test_cli_one_line_error(case, fast_ckpt, tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], proc.stderr
+
+
+def test_output_never_replaces_a_file_predict_did_not_write(fast_ckpt, work, tmp_path, challenge):
+    args = (f"input={challenge / 'images_test'}",)
+    target = tmp_path / "passwd"
+    target.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(UserError, match=r"output=.*passwd exists and is not an output of predict.py.*overwrite=true"):
+        predict(work, fast_ckpt, *args, output=target)
+    assert target.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    # a labels CSV looks just like a submission (image,label rows): it is still not ours
+    labels = challenge / "challengeA_train.csv"
+    before = labels.read_text()
+    with pytest.raises(UserError, match="challengeA_train.csv exists and is not an output of predict.py"):
+        predict(work, fast_ckpt, *args, "columns=[file_name,expression]", output=labels)
+    assert labels.read_text() == before
+    # our own output: re-running into it is fine; once edited by hand, it is the user's
+    ours = tmp_path / "ours.csv"
+    predict(work, fast_ckpt, *args, output=ours)
+    predict(work, fast_ckpt, *args, "label_format=name", output=ours)
+    assert read_csv(ours)[1][0][1] in CLASS_NAMES
+    ours.write_text(ours.read_text() + "extra,row\n")
+    with pytest.raises(UserError, match="ours.csv exists and is not an output of predict.py"):
+        predict(work, fast_ckpt, *args, output=ours)
+    # overwrite=true replaces anything
+    result, _ = predict(work, fast_ckpt, *args, "overwrite=true", output=target)
+    assert read_csv(target)[0] == ["image", "label"] and len(read_csv(target)[1]) == result.rows == N_TEST
+
+
+def test_full_disk_is_one_line_and_leaves_no_file(fast_ckpt, work, tmp_path, challenge, monkeypatch):
+    import errno
+
+    import fer.predict.submission as submission
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(submission.os, "fsync", full)
+    out = tmp_path / "sub" / "submission.csv"
+    with pytest.raises(UserError, match=r"cannot write output=.*submission.csv: No space left on device"):
+        predict(work, fast_ckpt, f"input={challenge / 'images_test'}", output=out)
+    assert list(out.parent.iterdir()) == []  # no partial file, no temporary file

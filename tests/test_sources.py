@@ -13,6 +13,8 @@ from fer.data.cache import open_cache
 from fer.errors import DataError
 from fer.data.sources import ChallengeSource, Fer2013CsvSource, FolderSource, ImageListSource, SyntheticSource
 
+from conftest import png_bomb
+
 
 def test_parse_label_accepts_ints_names_and_aliases():
     assert [parse_label(v) for v in (0, "6", "Happy", " SAD ", "anger", 3.0, "2.0")] == [0, 6, 3, 4, 0, 3, 2]
@@ -174,3 +176,62 @@ def test_fer_csv_bad_pixels_named_by_row(fer_csv, tmp_path):
         open_cache(Fer2013CsvSource(str(fer_csv)), tmp_path / "c", progress=False)
     cache = open_cache(Fer2013CsvSource(str(fer_csv)), tmp_path / "c", on_bad_image="skip", progress=False)
     assert len(cache) == 20 and cache.info["skipped"] == 1
+
+
+def test_decompression_bomb_is_refused_from_its_header(folder_dataset, tmp_path, monkeypatch):
+    """A 20000x20000 PNG is refused (naming the file and its size) before OpenCV decodes a single pixel; with
+    on_bad_image=skip it is counted and listed instead. The limit is a setting."""
+    import resource
+
+    import fer.data.decode as decode
+
+    bomb = png_bomb(folder_dataset / "train" / "happy" / "bomb.png")
+    bomb_size = bomb.stat().st_size
+    assert bomb_size < 2 * 2**20
+    real_imdecode = decode.cv2.imdecode
+
+    def guarded(buf, flags):
+        assert len(buf) != bomb_size, "the bomb reached the decoder"
+        return real_imdecode(buf, flags)
+
+    monkeypatch.setattr(decode.cv2, "imdecode", guarded)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match=r"train/happy/bomb.png: 20000x20000 pixels, over the limit of 50,000,000"):
+        open_cache(FolderSource(str(folder_dataset)), tmp_path / "cache", progress=False)
+    cache = open_cache(FolderSource(str(folder_dataset)), tmp_path / "cache", on_bad_image="skip", progress=False)
+    assert cache.info["skipped"] == 1 and "bomb.png" in (cache.path / "skipped.csv").read_text()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 200 * 1024  # kB: nothing decoded
+    # the limit is a setting: a low one refuses ordinary images too (the fixture's 96x80 one)
+    bomb.unlink()
+    with pytest.raises(DataError, match=r"big.png: 96x80 pixels, over the limit of 5,000"):
+        open_cache(FolderSource(str(folder_dataset)), tmp_path / "cache", max_pixels=5000, progress=False)
+
+
+@pytest.mark.parametrize("fmt", [".jpg", ".png", ".bmp", ".webp", ".tif"])
+def test_image_size_is_read_from_the_header(fmt, tmp_path):
+    from fer.data.decode import image_size
+
+    path = tmp_path / f"x{fmt}"
+    assert cv2.imwrite(str(path), np.zeros((37, 53, 3), np.uint8))
+    assert image_size(np.fromfile(path, dtype=np.uint8)) == (53, 37)
+
+
+@pytest.mark.parametrize("header", ["Image_ID,Emotion", "a,b", ""])
+def test_challenge_csv_columns_found_by_content_or_position_are_reported(challenge_dataset, header):
+    """Header names that say nothing: the columns are picked by content and the choice is reported; no header at
+    all: the first line is a data row (it names an image) and is kept, not eaten as a header."""
+    csv_path = challenge_dataset / "challengeA_train.csv"
+    rows = csv_path.read_text().splitlines()[1:]
+    csv_path.write_text("\n".join(([header] if header else []) + rows) + "\n")
+    manifest = ChallengeSource(str(challenge_dataset)).manifest()
+    assert sum(s == "train" for s in manifest.splits) == 28
+    assert (manifest.labels[:28] == np.arange(28) % 7).all()
+    reported = [n for n in manifest.notes if "image names read from column" in n]
+    if header == "Image_ID,Emotion":
+        assert reported == []  # named by their headers: nothing to report
+    elif header == "a,b":
+        assert reported == ["challengeA_train.csv: image names read from column 'a', labels from column 'b' "
+                            "(set data.source.image_column / label_column to choose others)"]
+    else:
+        assert "challengeA_train.csv has no header row: its first line is read as data" in manifest.notes
+        assert reported and "'column 1'" in reported[0] and "'column 2'" in reported[0]

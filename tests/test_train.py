@@ -195,6 +195,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout + proc.stderr
+    assert "litlogger" not in text and "model summary" not in text  # library noise a user cannot act on
     # 280 train images less a 10% val split = 252; 126 per rank; drop_last batches of 32: 3 per epoch
     for rank in (0, 1):
         assert f"training on rank {rank} of 2: 96 images per epoch in 3 batches of 32" in text, text[-3000:]

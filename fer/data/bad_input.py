@@ -6,6 +6,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fer.data.decode import DEFAULT_MAX_PIXELS
 from fer.errors import DataError
 
 
@@ -17,11 +18,14 @@ class BadInputLog:
     """Collects bad inputs. In 'error' mode the first one raises; in 'skip' mode they are counted and listed."""
 
     policy: str = "error"  # "error" | "skip"
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are bad input, refused before decoding
     entries: list[tuple[str, str]] = field(default_factory=list)  # (file or row, reason)
 
     def __post_init__(self) -> None:
         if self.policy not in ("error", "skip"):
             raise DataError(f"data.on_bad_image must be 'error' or 'skip', got {self.policy!r}")
+        if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise DataError(f"max_image_pixels must be a positive number of pixels, got {self.max_pixels!r}")
 
     def bad(self, where: str, reason: str) -> None:
         if self.policy == "error":

@@ -6,9 +6,12 @@ Layout of one cache entry (a folder named after the source and its fingerprint):
   splits.npy   int8 [N], codes into info.json["split_names"]
   names.txt    one image name per line (only read when names are needed: predict, audit)
   skipped.csv  bad inputs skipped under data.on_bad_image=skip (file, reason)
-  info.json    counts and the fingerprint; written last
-The entry is built in a temporary folder and renamed into place, so an interrupted build never
-looks complete and two processes building the same entry cannot corrupt each other.
+  info.json    counts, the fingerprint and the SHA-256 of every file above; written last
+  .lock        held (shared) by every process that has the entry open (fer.data.cache_guard)
+The entry is built in a temporary folder and renamed into place, so an interrupted build never looks complete and
+two processes building the same entry cannot corrupt each other. Opening an entry checks its files against the
+recorded checksums (once per process): a damaged or truncated entry is set aside and built again, with a warning.
+Old entries of a source, damaged ones and the folders of killed builds are removed once nobody uses them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import mmap
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -27,46 +31,92 @@ from pathlib import Path
 import numpy as np
 
 from fer.classes import IMAGE_SIZE
+from fer.data import cache_guard
 from fer.data.bad_input import BadInputLog
-from fer.errors import DataError
+from fer.data.decode import DEFAULT_MAX_PIXELS
 from fer.data.manifest import Manifest
+from fer.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: checksums and the in-use lock
+_CHECKED_FILES = ["images.u8", "labels.npy", "splits.npy", "names.txt"]
+_UNUSED_AGE_S = 600  # an entry unused for this long (and not open anywhere) may be removed
+_BUILD_GRACE_S = 60  # a temporary folder younger than this may be a builder that has not locked it yet
 _PIXELS = IMAGE_SIZE * IMAGE_SIZE
 _MAP_BUDGET = 512 * 2**20  # caches up to this size may stay mapped whole (FER2013: 74 MB)
 _GATHER_CHUNK = 64  # rows per read when releasing: bounds the mapped pages to ~64 folios
 
 
-def fingerprint(manifest: Manifest, on_bad_image: str) -> str:
+def fingerprint(manifest: Manifest, on_bad_image: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """Hash of everything the cached pixels depend on: file list with sizes and mtimes, settings, format."""
-    payload = json.dumps({"format": CACHE_FORMAT, "on_bad_image": on_bad_image, "source": manifest.identity},
-                         sort_keys=True, default=str)
+    payload = json.dumps({"format": CACHE_FORMAT, "on_bad_image": on_bad_image, "max_pixels": max_pixels,
+                          "source": manifest.identity}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class ImageCache:
-    """An opened cache entry. `images` is a read-only [N,48,48] uint8 view of the mmap."""
+class DamagedCache(DataError):
+    """A cache entry whose files do not match what was recorded when it was built."""
 
-    def __init__(self, path: Path):
+
+_VERIFIED: set[tuple[str, int, int]] = set()  # (entry, inode, mtime) of images.u8 checked in this process
+
+
+class ImageCache:
+    """An opened cache entry. `images` is a read-only [N,48,48] uint8 view of the mmap. While the object lives, the
+    entry is marked in use (a shared lock), so no other process removes it."""
+
+    def __init__(self, path: Path, verify: bool = True):
         self.path = Path(path)
+        try:
+            self._lock_fd: int | None = cache_guard.hold(self.path)
+        except FileNotFoundError:
+            raise DataError(f"{self.path}: no such image cache entry") from None
+        os.utime(self.path / cache_guard.LOCK)  # last use: old unused entries are removed by age
         info_file = self.path / "info.json"
         if not info_file.is_file():
+            self.close()
             raise DataError(f"{self.path}: not a complete image cache (no info.json); delete the folder to rebuild")
         self.info = json.loads(info_file.read_text())
+        if verify:
+            self._verify()
         self.labels: np.ndarray = np.load(self.path / "labels.npy")
         self.split_codes: np.ndarray = np.load(self.path / "splits.npy")
         self.split_names: list[str] = self.info["split_names"]
         n = len(self.labels)
         size = os.path.getsize(self.path / "images.u8")
         if size != n * _PIXELS:
-            raise DataError(f"{self.path}/images.u8 has {size} bytes, expected {n * _PIXELS}; delete the folder")
+            self.close()
+            raise DamagedCache(f"{self.path}/images.u8 has {size} bytes, expected {n * _PIXELS}")
         with open(self.path / "images.u8", "rb") as fh:
             # an empty file cannot be mmapped; keep a zero-size array for empty caches
             self._mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         buf = self._mmap if self._mmap is not None else b""
         self.images: np.ndarray = np.frombuffer(buf, dtype=np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
+
+    def _verify(self) -> None:
+        recorded = self.info.get("checksums")
+        if not recorded:
+            self.close()
+            raise DamagedCache(f"{self.path}: no checksums recorded (written by an older fer)")
+        st = os.stat(self.path / "images.u8")
+        key = (str(self.path), st.st_ino, st.st_mtime_ns)
+        if key in _VERIFIED:
+            return
+        bad = cache_guard.damaged_files(self.path, recorded)
+        if bad:
+            self.close()
+            raise DamagedCache(f"{self.path}: {', '.join(bad)} changed since the entry was built")
+        _VERIFIED.add(key)
+
+    def close(self) -> None:
+        """Mark the entry as no longer used by this object (the mapping stays readable)."""
+        if getattr(self, "_lock_fd", None) is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -104,9 +154,8 @@ class ImageCache:
         return f"{len(self)} images ({counts})" + (f"; {', '.join(extra)}" if extra else "")
 
 
-def _write_entry(manifest: Manifest, tmp: Path, on_bad_image: str, fp: str, progress: bool) -> dict:
+def _write_entry(manifest: Manifest, tmp: Path, bad: BadInputLog, fp: str, progress: bool) -> dict:
     n = len(manifest)
-    bad = BadInputLog(on_bad_image)
     decoded = tmp / "decoded.u8"
     images = np.memmap(decoded, mode="w+", dtype=np.uint8, shape=(n, IMAGE_SIZE, IMAGE_SIZE))
     report = manifest.fill(images, bad, progress)
@@ -131,29 +180,68 @@ def _write_entry(manifest: Manifest, tmp: Path, on_bad_image: str, fp: str, prog
         bad.write(tmp / "skipped.csv")
     info = {"format": CACHE_FORMAT, "fingerprint": fp, "n": int(keep.sum()), "split_names": split_names,
             "resized": report.resized, "color": report.color, "skipped": len(bad), "notes": manifest.notes,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "checksums": cache_guard.checksums(tmp, _CHECKED_FILES)}
     (tmp / "info.json").write_text(json.dumps(info, indent=1))  # last: marks the entry complete
     return info
 
 
-def open_cache(source, cache_dir: str | Path, on_bad_image: str = "error", progress: bool = True) -> ImageCache:
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
+
+
+def _clean(cache_dir: Path, prefix: str, keep: Path) -> None:
+    """Remove what nobody uses: the source's other entries (unused for a while), damaged entries set aside, and
+    the temporary folders of builds whose builder is gone."""
+    old = [p for p in cache_dir.glob(f"{prefix}*") if p != keep and p.is_dir()
+           and _older_than(p / cache_guard.LOCK, _UNUSED_AGE_S)]
+    cache_guard.remove_unused(old, "old cache entry")
+    cache_guard.remove_unused([p for p in cache_dir.glob(".damaged-*") if p.is_dir()], "damaged cache entry")
+    cache_guard.remove_unused([p for p in cache_dir.glob(".tmp-*") if p.is_dir() and _older_than(p, _BUILD_GRACE_S)],
+                              "folder of an interrupted cache build")
+
+
+def _open_existing(final: Path) -> ImageCache | None:
+    """The complete entry at `final`, or None when there is none (or it was damaged and has been set aside)."""
+    if not (final / "info.json").is_file():
+        return None
+    try:
+        return ImageCache(final)
+    except DamagedCache as exc:
+        log.warning("image cache damaged (%s): building it again", exc)
+        try:  # set aside; removed by a later clean-up once no process has it open
+            os.rename(final, final.with_name(f".damaged-{final.name}-{secrets.token_hex(3)}"))
+        except FileNotFoundError:
+            pass  # another process set it aside first
+        return None
+    except DataError:  # removed between the check and the lock: build it
+        return None
+
+
+def open_cache(source, cache_dir: str | Path, on_bad_image: str = "error", progress: bool = True,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageCache:
     """Open the cache entry for `source` (an object with .manifest() and .name), building it if needed."""
+    bad = BadInputLog(on_bad_image, max_pixels)  # checks the settings before any listing or decoding
     manifest: Manifest = source.manifest()
     if len(manifest) == 0:
         raise DataError(f"data source {source.name!r} has no images")
-    fp = fingerprint(manifest, on_bad_image)
+    fp = fingerprint(manifest, on_bad_image, max_pixels)
     cache_dir = Path(cache_dir).expanduser()
     # one folder per (source kind, location); the fingerprint suffix changes whenever the content does
     location = hashlib.sha1(repr((source.name, getattr(source, "root", None))).encode()).hexdigest()[:8]
     prefix = f"{source.name}-{location}-"
     final = cache_dir / f"{prefix}{fp[:16]}"
-    if (final / "info.json").is_file():
-        return ImageCache(final)
+    cache = _open_existing(final)
+    if cache is not None:
+        return cache
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=cache_dir))
+    build_lock = cache_guard.hold(tmp, exclusive=True)  # "being built": clean-ups leave it alone
     started = time.perf_counter()
     try:
-        info = _write_entry(manifest, tmp, on_bad_image, fp, progress)
+        info = _write_entry(manifest, tmp, bad, fp, progress)
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished the same entry first: theirs is identical, use it
@@ -163,12 +251,13 @@ def open_cache(source, cache_dir: str | Path, on_bad_image: str = "error", progr
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(build_lock)
     log.info("cached %s: %d images in %.1fs at %s", source.name, info["n"], time.perf_counter() - started, final)
     for note in manifest.notes:
         log.warning("%s: %s", source.name, note)
     if info["skipped"]:
         log.warning("%s: skipped %d bad input(s), listed in %s", source.name, info["skipped"], final / "skipped.csv")
-    for stale in cache_dir.glob(f"{prefix}*"):  # older entries of the same source; readers keep their mmaps
-        if stale != final and not stale.name.startswith(".tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
-    return ImageCache(final)
+    cache = ImageCache(final)
+    _clean(cache_dir, prefix, final)
+    return cache

@@ -14,6 +14,7 @@ from fer.classes import NUM_CLASSES
 from fer.data.augment import to_unit_float
 from fer.data.batches import BatchStream
 from fer.data.cache import ImageCache, open_cache
+from fer.data.decode import DEFAULT_MAX_PIXELS
 from fer.data.opened import OpenedData, SplitSettings, open_data
 from fer.data.splits import split_digest
 from fer.errors import DataError
@@ -29,7 +30,7 @@ class FERDataModule(pl.LightningDataModule):
                  shuffle_seed: int = 0, train_split: str = "train", test_split: str | None = "auto",
                  predict_split: str | None = "auto", on_device: bool | str = "auto",
                  on_device_max_bytes: int = 2 * 2**30, augment: nn.Module | None = None, on_bad_image: str = "error",
-                 dedup: str = "none", progress: bool = True):
+                 dedup: str = "none", progress: bool = True, max_image_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__()
         self.source = source
         self.name = name or source.name
@@ -39,7 +40,7 @@ class FERDataModule(pl.LightningDataModule):
         self.split_settings = SplitSettings(train_split, val_fraction, split_seed, test_split, predict_split, dedup)
         self.on_device, self.on_device_max_bytes = on_device, on_device_max_bytes
         self.augment = augment
-        self.on_bad_image = on_bad_image
+        self.on_bad_image, self.max_image_pixels = on_bad_image, max_image_pixels
         self.progress = progress
         self.data: OpenedData | None = None
         self.idx: dict[str, np.ndarray] = {}
@@ -48,14 +49,14 @@ class FERDataModule(pl.LightningDataModule):
     # ---- splits -------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         # builds the cache once (rank 0 under DDP); other ranks open it in setup
-        open_cache(self.source, self.cache_dir, self.on_bad_image, self.progress)
+        open_cache(self.source, self.cache_dir, self.on_bad_image, self.progress, self.max_image_pixels)
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
         s = self.split_settings
         self.data = open_data(self.source, self.cache_dir, self.name, self.on_bad_image, self.progress,
-                              **vars(s))
+                              self.max_image_pixels, **vars(s))
         log.info("data %s: %s", self.name, self.cache.summary())
         self.idx = self.data.parts()
         if self.data.dedup_report:

@@ -14,6 +14,10 @@ from fer.classes import IMAGE_SIZE
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Images above this many pixels are refused before they are decoded (data.max_image_pixels): a 50-megapixel photo
+# decodes to 150 MB; a 1 MB "decompression bomb" PNG of 20000x20000 would take 1.2 GB, in each decoding thread.
+DEFAULT_MAX_PIXELS = 50_000_000
 
 
 @dataclass
@@ -40,10 +44,56 @@ def to_gray48(img: np.ndarray) -> tuple[np.ndarray, bool, bool]:
     return img, resized, was_color
 
 
-def decode_bytes(buf: np.ndarray) -> np.ndarray:
-    """Decode one encoded image; raises ValueError with the reason when it is not a readable image."""
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame marker, read without decoding."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + length
+    return None
+
+
+def image_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) read from the file header (JPEG and PNG here, other formats through Pillow's lazy open),
+    or None when the header does not tell."""
+    head = buf[:64 * 1024].tobytes()
+    if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head.startswith(_JPEG_SOI):
+        return _jpeg_size(head)
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own decompression-bomb warning: the caller decides
+            with Image.open(io.BytesIO(buf.tobytes())) as img:
+                return img.size
+    except Image.DecompressionBombError as exc:  # too big even to open
+        raise ValueError(f"image too large to open ({exc})") from exc
+    except Exception:  # noqa: BLE001 - a format Pillow does not know: OpenCV may still read it
+        return None
+
+
+def decode_bytes(buf: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode one encoded image; raises ValueError with the reason when it is not a readable image, or is larger
+    than `max_pixels` (checked from its header, before anything is decoded)."""
     if buf.size == 0:
         raise ValueError("empty file")
+    size = image_size(buf)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ValueError(f"{size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} (max_image_pixels); "
+                         "refused before decoding")
     # libjpeg fills a truncated JPEG with grey and only warns; catch it by the missing end-of-image marker.
     head = buf[:2].tobytes()
     if head == _JPEG_SOI and _JPEG_EOI not in buf[-64:].tobytes():
@@ -55,7 +105,7 @@ def decode_bytes(buf: np.ndarray) -> np.ndarray:
 
 
 def decode_files(paths: list[str], out: np.ndarray, desc: str = "decoding images", workers: int | None = None,
-                 progress: bool = True) -> DecodeResult:
+                 progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodeResult:
     """Decode paths[i] into out[i] (shape [n,48,48] uint8, e.g. a memmap). Never raises for a bad file:
     failures are returned by position so the caller applies the bad-input policy with file names."""
     n = len(paths)
@@ -69,7 +119,7 @@ def decode_files(paths: list[str], out: np.ndarray, desc: str = "decoding images
         errs: dict[int, str] = {}
         for i in range(start, min(start + chunk, n)):
             try:
-                img = decode_bytes(np.fromfile(paths[i], dtype=np.uint8))
+                img = decode_bytes(np.fromfile(paths[i], dtype=np.uint8), max_pixels)
                 out[i], resized, color = to_gray48(img)
                 n_resized += resized
                 n_color += color

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from fer.data.cache import ImageCache, open_cache
+from fer.data.decode import DEFAULT_MAX_PIXELS
 from fer.data.splits import PREDICT_SPLITS, TEST_SPLITS, choose_split, train_val_indices
 from fer.errors import DataError, UserError
 
@@ -73,9 +74,9 @@ class OpenedData:
 
 
 def open_data(source: Any, cache_dir: str, name: str | None = None, on_bad_image: str = "error",
-              progress: bool = True, **split_settings: Any) -> OpenedData:
+              progress: bool = True, max_image_pixels: int = DEFAULT_MAX_PIXELS, **split_settings: Any) -> OpenedData:
     """Open (building it if needed) the cache of `source` (a reader from fer.data.sources)."""
-    cache = open_cache(source, cache_dir, on_bad_image, progress)
+    cache = open_cache(source, cache_dir, on_bad_image, progress, max_image_pixels)
     return OpenedData(name or source.name, source, cache, SplitSettings(**split_settings))
 
 
@@ -84,7 +85,8 @@ _SPLIT_KEYS = ("train_split", "val_fraction", "split_seed", "test_split", "predi
 
 def open_data_config(data_cfg: Mapping[str, Any], **overrides: Any) -> OpenedData:
     """`cfg.data` (conf/data/<name>.yaml) -> OpenedData; `overrides` replace its keys (e.g. on_bad_image)."""
-    settings = {k: data_cfg[k] for k in ("cache_dir", "on_bad_image", "progress", *_SPLIT_KEYS) if k in data_cfg}
+    settings = {k: data_cfg[k] for k in ("cache_dir", "on_bad_image", "progress", "max_image_pixels", *_SPLIT_KEYS)
+                if k in data_cfg}
     settings.update(overrides)
     return open_data(build_source(data_cfg), name=data_cfg.get("name"), **settings)
 

@@ -58,13 +58,19 @@ class FolderSource:
                 if not entries:
                     raise DataError(f"{class_dir}: empty class folder; add images or remove the folder")
                 identity += stat_identity(entries, root)
+                prefix = os.path.relpath(class_dir, root)
                 for e in entries:
-                    names.append(os.path.relpath(e.path, root))
+                    names.append(os.path.join(prefix, e.name))
                     paths.append(e.path)
                     splits.append(split_dir.name.lower())
                     labels.append(label)
         return Manifest(names=names, splits=splits, labels=np.asarray(labels, dtype=np.int64),
                         identity={"kind": "folder", "files": identity}, fill=file_fill(paths, names))
+
+
+_IMAGE_HEADERS = {"image", "images", "file", "filename", "file_name", "image_name", "image_id", "img", "name", "path",
+                  "id"}
+_LABEL_HEADERS = {"label", "labels", "emotion", "class", "target", "expression", "y"}
 
 
 @dataclass
@@ -95,9 +101,7 @@ class ChallengeSource:
             raise DataError(f"{csv_path}: no column {self.image_column!r} (data.source.image_column); columns: {cols}")
         if self.label_column and self.label_column not in cols:
             raise DataError(f"{csv_path}: no column {self.label_column!r} (data.source.label_column); columns: {cols}")
-        image_col = self.image_column or next(
-            (c for c in cols if str(c).strip().lower() in {"image", "images", "file", "filename", "file_name",
-                                                           "image_name", "img", "name", "path", "id"}), None)
+        image_col = self.image_column or next((c for c in cols if str(c).strip().lower() in _IMAGE_HEADERS), None)
         if image_col is None:  # by content: the column whose (non-empty) values mostly end with an image extension
             def looks_like_files(col: str) -> bool:
                 values = df[col].str.strip().str.lower()
@@ -105,9 +109,7 @@ class ChallengeSource:
                 return len(values) > 0 and values.str.endswith(tuple(IMAGE_EXTENSIONS)).mean() > 0.5
 
             image_col = next((c for c in cols if looks_like_files(c)), None)
-        label_col = self.label_column or next(
-            (c for c in cols if str(c).strip().lower() in {"label", "labels", "emotion", "class", "target",
-                                                           "expression", "y"}), None)
+        label_col = self.label_column or next((c for c in cols if str(c).strip().lower() in _LABEL_HEADERS), None)
         if label_col is None:
             rest = [c for c in cols if c != image_col]
             label_col = rest[0] if len(rest) == 1 else None
@@ -123,9 +125,21 @@ class ChallengeSource:
         if not csv_path.is_file():
             raise DataError(f"label file not found: {csv_path} (data.source.labels_csv)")
         df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        notes = []
+        if not (self.image_column or self.label_column) and any(
+                str(c).strip().lower().endswith(tuple(IMAGE_EXTENSIONS)) for c in df.columns):
+            # the first line is a data row, not a header (it names an image): read every line as data
+            df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, header=None)
+            df.columns = [f"column {i + 1}" for i in range(df.shape[1])]
+            notes.append(f"{csv_path.name} has no header row: its first line is read as data")
         if df.empty:
             raise DataError(f"{csv_path}: no rows")
         image_col, label_col = self._columns(df, csv_path)
+        named = {str(image_col).strip().lower() in _IMAGE_HEADERS or image_col == self.image_column,
+                 str(label_col).strip().lower() in _LABEL_HEADERS or label_col == self.label_column}
+        if named != {True}:  # found by content or by position: say which, so a wrong guess is seen
+            notes.append(f"{csv_path.name}: image names read from column {image_col!r}, labels from column "
+                         f"{label_col!r} (set data.source.image_column / label_column to choose others)")
         bad = BadInputLog("error")  # CSV problems are always errors: a wrong label file must not train quietly
         files = {e.name: e for e in list_files(train_dir)}
         seen: dict[str, int] = {}
@@ -148,7 +162,6 @@ class ChallengeSource:
             names.append(f"{self.train_dir}/{base}")
             paths.append(files[base].path)
             labels.append(label)
-        notes = []
         unlabelled = len(files) - len(seen)
         if unlabelled:
             notes.append(f"{unlabelled} file(s) in {train_dir} have no row in {csv_path.name} and are not used")

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from fer.cli import check_recipe_for
+from fer.cli import check_recipe_for, silence_library_noise
 from fer.errors import UserError
 from fer.predict.inputs import as_list, read_images, scan_faces
 from fer.predict.outputs import PredictResult, write_faces, write_images
@@ -42,6 +42,7 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     """cfg: the composed conf/predict.yaml. started: perf_counter() at process start (for the start-up time)."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {"start-up": t_start - started} if started else {}
+    silence_library_noise()
     weights_choice, inputs = _check_call(cfg)
 
     # everything that can be wrong with the call is checked before torch and Lightning are imported (seconds):

@@ -19,7 +19,7 @@ import numpy as np
 
 from fer.classes import CLASS_NAMES
 from fer.errors import UserError
-from fer.data.decode import decode_bytes, to_gray48
+from fer.data.decode import DEFAULT_MAX_PIXELS, decode_bytes, to_gray48
 from fer.data.bad_input import BadInputLog
 
 log = logging.getLogger(__name__)
@@ -145,10 +145,10 @@ class FaceScan:
 
 
 def scan_photos(paths: list[str], detector: FaceDetector, margin: float = 0.1, on_bad_image: str = "error",
-                progress: bool = False) -> FaceScan:
+                progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> FaceScan:
     """Decode each photo, detect faces, crop them. Unreadable photos raise (naming the file) or, with
     on_bad_image=skip, are counted in scan.skipped."""
-    bad = BadInputLog(on_bad_image)
+    bad = BadInputLog(on_bad_image, max_pixels)
     scan = FaceScan(skipped=bad, detector=detector.describe())
     crops: list[np.ndarray] = []
     iterator = paths
@@ -158,7 +158,7 @@ def scan_photos(paths: list[str], detector: FaceDetector, margin: float = 0.1, o
         iterator = tqdm(paths, desc="detecting faces", unit="photo", mininterval=0.5)
     for path in iterator:
         try:
-            img = decode_bytes(np.fromfile(path, dtype=np.uint8))
+            img = decode_bytes(np.fromfile(path, dtype=np.uint8), max_pixels)
         except (ValueError, OSError, cv2.error) as exc:
             bad.bad(path, str(exc))
             continue

@@ -42,10 +42,11 @@ def read_images(cfg, inputs: list[str]) -> Images:
 
     if inputs:
         data = open_data(ImageListSource(paths=inputs), cfg.data.cache_dir, on_bad_image=cfg.on_bad_image,
-                         progress=cfg.progress)
+                         progress=cfg.progress, max_image_pixels=cfg.max_image_pixels)
         columns = DEFAULT_COLUMNS
     else:
-        data = open_data_config(cfg.data, on_bad_image=cfg.on_bad_image, progress=cfg.progress)
+        data = open_data_config(cfg.data, on_bad_image=cfg.on_bad_image, progress=cfg.progress,
+                                max_image_pixels=cfg.max_image_pixels)
         columns = submission_columns(data.source) or DEFAULT_COLUMNS
     if cfg.get("columns"):
         columns = tuple(as_list(cfg.columns))
@@ -68,7 +69,7 @@ def scan_faces(cfg, inputs: list[str]):
     photos = ImageListSource(paths=inputs).manifest().names  # files and folders listed as for predict
     detector = FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
                             cfg.face_max_side)
-    scan = scan_photos(photos, detector, cfg.face_margin, cfg.on_bad_image, cfg.progress)
+    scan = scan_photos(photos, detector, cfg.face_margin, cfg.on_bad_image, cfg.progress, cfg.max_image_pixels)
     if not scan.photos:
         raise DataError(f"none of the {len(photos)} photo(s) could be read; see the messages above")
     return scan

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from fer.classes import CLASS_NAMES, NUM_CLASSES
+from fer.predict.output_guard import OutputGuard
 from fer.predict.submission import PROB_COLUMNS, format_label, output_names, prediction_table, write_csv_atomic
 
 FACE_COLUMNS = ("image", "face", "x", "y", "w", "h", "label")
@@ -34,6 +35,11 @@ class PredictResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def output_guard(cfg) -> OutputGuard:
+    """What predict.py may replace: its own earlier outputs, or anything with overwrite=true."""
+    return OutputGuard(Path(cfg.paths.cache_dir) / "outputs.json", cfg.get("overwrite", False))
+
+
 def _metrics(labels: np.ndarray, preds: np.ndarray) -> tuple[float, float]:
     from sklearn.metrics import f1_score
 
@@ -52,7 +58,7 @@ def write_images(cfg, data, probs: np.ndarray, seconds: dict[str, float]) -> Pre
     header, rows = prediction_table(names, probs, data.columns, cfg.label_format, cfg.probabilities)
     if len(rows) != len(idx):  # never a submission that silently lost images
         raise RuntimeError(f"{len(rows)} CSV rows for {len(idx)} predicted images")
-    written = write_csv_atomic(cfg.output, header, rows)
+    written = write_csv_atomic(cfg.output, header, rows, output_guard(cfg))
     if written != len(idx):
         raise RuntimeError(f"wrote {written} CSV rows for {len(idx)} predicted images")
 
@@ -97,18 +103,22 @@ def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> Pred
     no_face = sum(1 for b in scan.boxes if not b)
     if len(rows) != scan.n_faces + no_face:
         raise RuntimeError(f"{len(rows)} CSV rows for {scan.n_faces} faces and {no_face} photos without one")
-    written = write_csv_atomic(cfg.output, header, rows)
+    guard = output_guard(cfg)
+    written = write_csv_atomic(cfg.output, header, rows, guard)
     skipped_file = None
     if len(scan.skipped):
         out = Path(cfg.output).expanduser()
         skipped_file = out.with_name(f"{out.stem}_skipped.csv")
-        scan.skipped.write(skipped_file)
+        write_csv_atomic(skipped_file, ["file", "reason"], scan.skipped.entries, guard, "output (skipped list)")
     annotated = []
     if cfg.get("annotate"):
         folder = Path(cfg.annotate).expanduser()
         for p, photo in enumerate(scan.photos):
-            annotated.append(str(annotate_photo(photo, scan.boxes[p], probs[starts[p]:starts[p + 1]],
-                                                folder / shown[p])))
+            target = folder / shown[p]
+            guard.check(target, "annotate")
+            drawn = annotate_photo(photo, scan.boxes[p], probs[starts[p]:starts[p + 1]], target)
+            guard.record(drawn)
+            annotated.append(str(drawn))
 
     stacked = np.stack(row_probs) if row_probs else np.empty((0, NUM_CLASSES), dtype=np.float32)
     result = PredictResult(output=Path(cfg.output), names=row_names, probs=stacked,

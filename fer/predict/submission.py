@@ -12,6 +12,7 @@ import numpy as np
 
 from fer.classes import CLASS_NAMES
 from fer.errors import UserError
+from fer.predict.output_guard import OutputGuard
 
 DEFAULT_COLUMNS = ("image", "label")
 LABEL_FORMATS = ("index", "name")
@@ -71,19 +72,21 @@ def _umask() -> int:
     return mask
 
 
-def write_csv_atomic(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+def write_csv_atomic(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[object]],
+                     guard: OutputGuard | None = None, setting: str = "output") -> int:
     """Write to a temporary file in the same folder, then rename over `path`: readers see the old file or the
-    complete new one, never a partial one. Returns the number of data rows written."""
+    complete new one, never a partial one. `guard` refuses to replace a file predict.py did not write, and
+    records this one. Returns the number of data rows written."""
     path = Path(path).expanduser()
     if path.is_dir():
-        raise UserError(f"output={path} is a folder; give a file name, e.g. output={path / 'submission.csv'}")
+        raise UserError(f"{setting}={path} is a folder; give a file name, e.g. {setting}={path / 'submission.csv'}")
+    if guard is not None:
+        guard.check(path, setting)
+    tmp = None
+    n = 0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    n = 0
-    try:
         with os.fdopen(fd, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
@@ -94,7 +97,14 @@ def write_csv_atomic(path: str | Path, header: Sequence[str], rows: Iterable[Seq
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a normal file is what the user expects
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a read-only folder: one line, and no partial file left behind
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {setting}={path}: {exc.strerror or exc}") from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+    if guard is not None:
+        guard.record(path)
     return n

@@ -156,7 +156,10 @@ def _perceptual_hashes(images: np.ndarray, max_shift: int) -> tuple[np.ndarray, 
         mean = crops.mean(axis=0, dtype=np.float64)
         centred = crops - mean.astype(np.float32)
         _, axes = np.linalg.eigh((centred.T @ centred).astype(np.float64))
-        axes = axes[:, ::-1].astype(np.float32)  # largest variance first
+        axes = axes[:, ::-1]  # largest variance first
+        # an eigenvector's sign is LAPACK's choice: fix it (largest component positive), so that an image exactly
+        # at an axis' median gets the same bit whatever the library returns
+        axes = (axes * np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(k)])).astype(np.float32)
         proj = ((coef - mean.astype(np.float32)).reshape(-1, k) @ axes).reshape(coef.shape)  # one GEMM
     else:
         proj = coef

@@ -1,0 +1,64 @@
+"""predict.py never replaces a file it did not write. It keeps a ledger of its outputs (path -> SHA-256 of what it
+wrote) in <cache_dir>/outputs.json: an existing file may be replaced when the ledger has it with the same
+content, i.e. a previous prediction nobody has edited since; anything else (a labels CSV, a file of the user's,
+an output edited by hand) only with overwrite=true."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from fer.errors import UserError
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+class OutputGuard:
+    def __init__(self, ledger: str | Path, overwrite: bool = False):
+        self.ledger, self.overwrite = Path(ledger).expanduser(), bool(overwrite)
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, str]]:
+        """The ledger, read and (on exit) written back under a lock: parallel predict.py runs share it."""
+        self.ledger.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.ledger.with_name(self.ledger.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                entries = json.loads(self.ledger.read_text()) if self.ledger.is_file() else {}
+            except ValueError:
+                entries = {}
+            before = dict(entries)
+            yield entries
+            if entries != before:
+                fd, tmp = tempfile.mkstemp(dir=self.ledger.parent, prefix=".outputs-")
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(entries, fh, indent=1)
+                os.replace(tmp, self.ledger)
+
+    def check(self, path: Path, setting: str = "output") -> None:
+        """Refuse (one line) to replace an existing file that is not an unchanged output of ours."""
+        path = Path(path).expanduser().resolve()
+        if not path.exists() or self.overwrite:
+            return
+        if path.is_dir():
+            raise UserError(f"{setting}={path} is a folder; give a file name")
+        with self._locked() as entries:
+            if entries.get(str(path)) == _sha256(path):
+                return
+        raise UserError(f"{setting}={path} exists and is not an output of predict.py (or was changed since it wrote "
+                        "it); refusing to replace it: give another path, or overwrite=true to replace it")
+
+    def record(self, *paths: Path) -> None:
+        with self._locked() as entries:
+            for path in paths:
+                path = Path(path).expanduser().resolve()
+                entries[str(path)] = _sha256(path)
