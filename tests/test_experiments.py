@@ -29,8 +29,10 @@ def test_recipes_name_registered_models(tmp_path):
         cfg = compose_train(tmp_path, [f"experiment={recipe}"])
         assert cfg.model._target_.rsplit(".", 1)[0].removeprefix("fer.models.") in list_models(), recipe
     for recipe in PREDICT_RECIPES:
-        members = OmegaConf.load(CONF / "experiment" / f"{recipe}.yaml").ckpt
+        members = OmegaConf.to_container(OmegaConf.load(CONF / "experiment" / f"{recipe}.yaml"))["ckpt"]
         assert {m.partition(":")[2] for m in members if m.startswith("best:")} <= set(list_models()), recipe
+        cfg = compose_train(tmp_path, [f"experiment={recipe}"], config_name="predict")
+        assert len(list(cfg.ckpt)) == len(members) and cfg.recipe_for == "predict"  # composes and resolves
 
 
 @pytest.mark.parametrize("recipe", TRAIN_RECIPES)
@@ -42,7 +44,7 @@ def test_recipe_trains_on_fer2013_folders_and_scores_tta(recipe, folder_dataset,
     cfg = compose_train(tmp_path, [f"experiment={recipe}", f"data.root={folder_dataset}", "logger=none",
                                    "data.val_fraction=0.2", *fast])
     assert cfg.data.source._target_.endswith("FolderSource") and cfg.model.test_tta == "flip_shifts"
-    assert cfg.run_name.startswith(recipe) and cfg.experiment_name == "fer2013-recipes"
+    assert cfg.run_name.startswith(recipe) and cfg.experiment_name.startswith("fer2013-")
     metrics = run_training(cfg)
     # one run reports the test split with and without TTA: exactly what its tested checkpoint scores
     from fer.models.loading import load_model

@@ -294,12 +294,17 @@ def test_ensemble_weights_given_and_fitted_on_val(trained, work, challenge, capl
     tta_a, _ = predict(work, a, *data, *tta)
     tta_b, _ = predict(work, b, *data, *tta)
     w = info["weights"]
-    np.testing.assert_allclose(fitted.probs, w[0] * tta_a.probs + w[1] * tta_b.probs, atol=1e-5)
+    # the mixture, re-tempered by the temperature fitted on the same val probabilities
+    from fer.models.calibration import temper
+
+    np.testing.assert_allclose(fitted.probs, temper(w[0] * tta_a.probs + w[1] * tta_b.probs, info["temperature"]),
+                               atol=1e-4)  # float32 pow in the ensemble, float64 here
     # the weights were fitted on the val split scored with the same six TTA views as the test images
     from fer.data.cache import open_cache
     from fer.data.splits import train_val_indices
     from fer.data.sources import SyntheticSource
     from fer.models.loading import load_model
+    from fer.models.calibration import fit_temperature
     from fer.predict.ensemble import fit_weights
 
     cache = open_cache(SyntheticSource(n_train=290, n_test=8), work / "cache", progress=False)
@@ -308,6 +313,8 @@ def test_ensemble_weights_given_and_fitted_on_val(trained, work, challenge, capl
     labels = cache.labels[val]
     np.testing.assert_allclose(w, fit_weights(val_probs, labels), atol=1e-4)
     assert info["member_acc"] == pytest.approx([float((p.argmax(1) == labels).mean()) for p in val_probs])
+    mixture = np.tensordot(w, val_probs, axes=1)
+    assert info["temperature"] == pytest.approx(1 / fit_temperature(np.log(mixture), labels), rel=1e-3)
 
     # images from input=: the val split still comes from data= (its own cache, opened for the weights)
     folder, _ = predict(work, [a, b], *data, "ensemble_weights=val", f"input={challenge / 'images_test'}")

@@ -16,7 +16,8 @@ FLOORS = {  # module prefix -> floor; the longest matching prefix wins
     "fer.data": 1,
     "fer.models": 2,
     "fer.tracking": 3,
-    "fer.training": 4, "fer.predict": 4, "fer.audit": 4, "fer.cli": 4,
+    "fer.runtime": 2,
+    "fer.training": 4, "fer.predict": 4, "fer.audit": 4, "fer.cli": 4, "fer.export": 4,
 }
 
 

@@ -69,11 +69,16 @@ class BatchStream:
         on_tensor = isinstance(self.images, torch.Tensor)
         gather = self.cache.gather if self.cache is not None and self.images is self.cache.images else None
         real = self.n_real()
+        if self.shuffle:  # sorted within each batch: sequential mmap reads; order inside a batch does not matter
+            idx = idx.copy()
+            for start in range(0, stop, self.batch_size):
+                idx[start:start + self.batch_size].sort()
+        # data on the device: the epoch's rows go there in one copy, not one small copy (and wait) per batch
+        idx_on_device = torch.from_numpy(idx).to(self.images.device) if on_tensor else None
         for start in range(0, stop, self.batch_size):
-            # sorted within the batch: sequential mmap reads; order inside a batch does not matter
-            batch = np.sort(idx[start:start + self.batch_size]) if self.shuffle else idx[start:start + self.batch_size]
+            batch = idx[start:start + self.batch_size]
             if on_tensor:
-                sel = torch.from_numpy(batch).to(self.images.device)
+                sel = idx_on_device[start:start + self.batch_size]
                 images, labels = self.images.index_select(0, sel), self.labels.index_select(0, sel)
             else:
                 images = torch.from_numpy(gather(batch) if gather is not None else self.images[batch])

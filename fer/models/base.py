@@ -16,18 +16,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+from torchmetrics.classification import (MulticlassAccuracy, MulticlassCalibrationError, MulticlassF1Score,
+                                         MulticlassRecall)
 
-from fer.classes import CLASS_NAMES, NUM_CLASSES
+from fer.classes import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
 from fer.tta import NAMED_VIEWS, tta_proba
 
 _MAX_MISCLASSIFIED_KEPT = 64
 CHECKPOINT_MODEL_KEY = "fer_model"  # the model's registered name, in every checkpoint
+CALIBRATION_KEY = "calibration_t"  # the buffer (state_dict key) holding the calibration temperature
 
 
 class FERClassifier(pl.LightningModule):
     """Input: float [B,1,48,48] in [0,1] (see fer.data.augment.to_unit_float). Output: logits [B,7].
-    Subclasses are registered by name (fer.models.registry.register_model), which sets `model_name`."""
+    Subclasses are registered by name (fer.models.registry.register_model), which sets `model_name`.
+
+    crop_size (e.g. 40): the network sees crop_size x crop_size crops of the 48x48 faces: a random crop per image
+    while training, the mean of the ten-crop logits (four corners and the centre, and their mirrors) otherwise, so
+    that predict.py, TTA and the export still give the model 48x48 images. compile: torch.compile the network
+    (compile_mode "reduce-overhead" uses CUDA graphs on a GPU)."""
 
     model_name: str = ""
 
@@ -36,21 +43,32 @@ class FERClassifier(pl.LightningModule):
 
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None, class_weighting: str = "none",
                  label_smoothing: float = 0.0, input_mean: float = 0.5, input_std: float = 0.25,
-                 channels_last: bool = True, test_tta: str = "none"):
+                 channels_last: bool = True, test_tta: str = "none", crop_size: int | None = None,
+                 compile: bool = False, compile_mode: str = "default"):
         if test_tta not in NAMED_VIEWS:
             raise ValueError(f"model.test_tta must be one of {', '.join(NAMED_VIEWS)}, got {test_tta!r}")
+        if crop_size is not None and not 8 <= int(crop_size) <= IMAGE_SIZE:
+            raise ValueError(f"model.crop_size must be null or 8..{IMAGE_SIZE} pixels, got {crop_size!r}")
         super().__init__()
         self.save_hyperparameters()
+        self.net_input_size = int(crop_size) if crop_size else IMAGE_SIZE  # the side build_net() builds for
         self.net = self.build_net()
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if compile:
+            # kept out of the module tree (no second copy of the weights in state_dict, checkpoints unchanged)
+            self.__dict__["_compiled_net"] = torch.compile(self.net, mode=compile_mode)
         # a buffer (not a plain attribute) so the weights used in training are saved with the checkpoint
         self.register_buffer("class_weight", torch.ones(NUM_CLASSES))
+        # probabilities are softmax(logits / T): T is fitted on the val split after training (fer.training)
+        self.register_buffer(CALIBRATION_KEY, torch.ones(()))
         # ignore_index: evaluation padding under DDP carries label -1 (fer.data.batches.IGNORE)
-        metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro", ignore_index=-1),
-                                    "f1_macro": MulticlassF1Score(NUM_CLASSES, average="macro", ignore_index=-1)})
+        # validate_args=False: the checks read values back from the device, a synchronisation on every step
+        checked = {"ignore_index": -1, "validate_args": False}
+        metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro", **checked),
+                                    "f1_macro": MulticlassF1Score(NUM_CLASSES, average="macro", **checked)})
         # training logs accuracy only: macro-F1 per step costs ~10% of a fast model's (MLP) step time
-        self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro")},
+        self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro", **checked)},
                                               prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -58,7 +76,8 @@ class FERClassifier(pl.LightningModule):
         # run reports both; the plain test/ metrics, reports and misclassified images stay TTA-free
         self.test_tta_metrics = metrics.clone(prefix="test_tta/")
         self.test_tta_views = NAMED_VIEWS[test_tta]
-        self.test_recall = MulticlassRecall(NUM_CLASSES, average="none", ignore_index=-1)
+        self.test_recall = MulticlassRecall(NUM_CLASSES, average="none", **checked)
+        self.test_ece = MulticlassCalibrationError(NUM_CLASSES, n_bins=15, norm="l1", **checked)
         self.test_outputs: dict[str, Any] = {}
 
     # ---- to implement --------------------------------------------------------------------------------
@@ -68,14 +87,22 @@ class FERClassifier(pl.LightningModule):
     # ---- forward -------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.hparams.input_mean) / self.hparams.input_std
+        crop = self.hparams.get("crop_size")
+        if crop and self.training:
+            x = random_crops(x, crop)
+        elif crop:
+            return self._net(ten_crops(x, crop)).unflatten(0, (10, -1)).mean(0)  # no fixed batch: export-safe
+        return self._net(x)
+
+    def _net(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return self.__dict__.get("_compiled_net", self.net)(x)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities [B,7] (float32) for a float [B,1,48,48] batch in [0,1]."""
-        return F.softmax(self(x).float(), dim=1)
+        """Calibrated class probabilities [B,7] (float32) for a float [B,1,48,48] batch in [0,1]."""
+        return F.softmax(self(x).float() / getattr(self, CALIBRATION_KEY), dim=1)
 
     # ---- training ------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -133,6 +160,7 @@ class FERClassifier(pl.LightningModule):
         probs = self.predict_proba(x)
         self.test_metrics.update(probs, y)
         self.test_recall.update(probs, y)
+        self.test_ece.update(probs, y)
         self._log_eval_loss("test/loss", torch.log(probs.clamp_min(1e-12)), y)
         if self.test_tta_views is not None:
             tta_probs = tta_proba(self.predict_proba, x, *self.test_tta_views)
@@ -161,8 +189,10 @@ class FERClassifier(pl.LightningModule):
             self.test_tta_metrics.reset()
         recall = self.test_recall.compute()
         self.log_dict({f"test/recall_{name}": recall[i] for i, name in enumerate(CLASS_NAMES)}, sync_dist=True)
+        self.log("test/ece", self.test_ece.compute(), sync_dist=True)
         self.test_metrics.reset()
         self.test_recall.reset()
+        self.test_ece.reset()
         out = {k: torch.cat(v) if v else torch.empty(0) for k, v in self.test_outputs.items()}
         if self.trainer.world_size > 1:  # reports cover the whole test split, not rank 0's shard
             for key in ("probs", "labels"):
@@ -173,7 +203,8 @@ class FERClassifier(pl.LightningModule):
 
     # ---- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = hydra.utils.instantiate(self.hparams.optimizer, params=self.parameters())
+        optimizer = hydra.utils.instantiate(optimizer_config(self.hparams.optimizer, self.device),
+                                            params=self.parameters())
         if not self.hparams.scheduler:
             return optimizer
         cfg = copy.deepcopy(dict(self.hparams.scheduler))
@@ -191,11 +222,17 @@ class FERClassifier(pl.LightningModule):
     def mlflow_model_spec(self) -> dict[str, Any]:
         """How to log this model as an MLflow model (fer.tracking.record.RunRecord.log_model): the flavour, the
         object, an input example. Neural models: the PyTorch flavour of an fp32 CPU copy, taking float [B,1,48,48]
-        in [0,1] and returning logits."""
+        in [0,1] and returning calibrated class probabilities [B,7] (what predict_proba gives)."""
         # two images, not one: MLflow exports the module with torch.export, which fixes every dimension whose
         # example size is 1, and a batch of 1 gave a model that took 1 image only
         example = np.zeros((2, 1, 48, 48), dtype=np.float32)
-        return {"flavour": "pytorch", "model": copy.deepcopy(self).cpu().float().eval(), "input_example": example}
+        compiled = self.__dict__.pop("_compiled_net", None)  # the plain module: compiled code does not copy
+        try:
+            model = copy.deepcopy(self).cpu().float().eval()
+        finally:
+            if compiled is not None:
+                self.__dict__["_compiled_net"] = compiled
+        return {"flavour": "pytorch", "model": Probabilities(model), "input_example": example}
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     @classmethod
@@ -206,3 +243,51 @@ class FERClassifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # which model to rebuild: its registered name (fer.models.registry), never an import path
         checkpoint[CHECKPOINT_MODEL_KEY] = type(self).model_name
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints from before calibration: uncalibrated (T = 1), as they were
+        checkpoint.get("state_dict", {}).setdefault(CALIBRATION_KEY, torch.ones(()))
+
+
+class Probabilities(nn.Module):
+    """A classifier as a plain module returning its calibrated probabilities (for MLflow and ONNX exports)."""
+
+    def __init__(self, model: FERClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.model(x).float() / getattr(self.model, CALIBRATION_KEY), dim=1)
+
+
+def optimizer_config(cfg: dict, device: torch.device) -> dict:
+    """The optimizer's config for the device: on CUDA, the fused kernels (one launch for all parameters instead of
+    several per parameter) where the optimizer offers them and the config does not say otherwise."""
+    import importlib
+    import inspect
+
+    cfg = dict(cfg)
+    if device.type == "cuda" and "fused" not in cfg:
+        module, _, name = str(cfg["_target_"]).rpartition(".")
+        if "fused" in inspect.signature(getattr(importlib.import_module(module), name)).parameters:
+            cfg["fused"] = True
+    return cfg
+
+
+def random_crops(x: torch.Tensor, size: int) -> torch.Tensor:
+    """One random size x size crop of each image of [B,C,H,W], by one indexing over a view of every window."""
+    b, _, h, w = x.shape
+    windows = x.unfold(2, size, 1).unfold(3, size, 1)  # [B,C,H-size+1,W-size+1,size,size], a view
+    oy = torch.randint(0, h - size + 1, (b,), device=x.device)
+    ox = torch.randint(0, w - size + 1, (b,), device=x.device)
+    return windows[torch.arange(b, device=x.device), :, oy, ox]
+
+
+def ten_crops(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[10B,C,size,size]: the four corner crops and the centre crop of each image, then the same mirrored."""
+    h, w = x.shape[-2:]
+    cy, cx = (h - size) // 2, (w - size) // 2
+    crops = [x[..., y:y + size, c:c + size] for y, c in ((0, 0), (0, w - size), (h - size, 0),
+                                                          (h - size, w - size), (cy, cx))]
+    crops += [c.flip(-1) for c in crops]
+    return torch.cat(crops)

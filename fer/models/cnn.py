@@ -20,7 +20,7 @@ class CNN(FERClassifier):
 
     def build_net(self) -> nn.Module:
         layers: list[nn.Module] = []
-        c_in, size = 1, 48
+        c_in, size = 1, self.net_input_size
         for c in self.channels:
             layers += conv_bn_relu(c_in, c) + [nn.MaxPool2d(2), nn.Dropout(self.conv_dropout)]
             c_in, size = c, size // 2

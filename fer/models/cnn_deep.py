@@ -21,7 +21,7 @@ class CNNDeep(FERClassifier):
 
     def build_net(self) -> nn.Module:
         layers: list[nn.Module] = []
-        c_in, size = 1, 48
+        c_in, size = 1, self.net_input_size
         for c in self.channels:
             for _ in range(self.convs_per_block):
                 layers += conv_bn_relu(c_in, c)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from fer.classes import IMAGE_SIZE, NUM_CLASSES
+from fer.classes import NUM_CLASSES
 from fer.models.base import FERClassifier
 from fer.models.registry import register_model
 
@@ -18,7 +18,7 @@ class MLP(FERClassifier):
 
     def build_net(self) -> nn.Module:
         layers: list[nn.Module] = [nn.Flatten()]
-        width = IMAGE_SIZE * IMAGE_SIZE
+        width = self.net_input_size * self.net_input_size
         for h in self.hidden:
             layers += [nn.Linear(width, h, bias=not self.batch_norm)]
             layers += [nn.BatchNorm1d(h)] if self.batch_norm else []

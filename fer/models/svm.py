@@ -48,6 +48,9 @@ class HogSVM(FERClassifier):
     the SVC's class_weight."""
 
     train_augmentation = False  # the SVM is fitted once on the images as they are
+    onnx_exportable = False
+    onnx_refusal = ("the svm model (HOG features + a scikit-learn SVC) cannot be exported to ONNX: HOG is no ONNX "
+                    "operator; use the checkpoint with predict.py, or export one of the neural models")
 
     def __init__(self, orientations: int = 9, cell_sizes: tuple[int, ...] = (8, 6, 4), cells_per_block: int = 2,
                  block_norm: str = "L2-Hys", transform_sqrt: bool = False, soft_binning: bool = True,

@@ -57,25 +57,8 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     data = scan_faces(cfg, inputs) if cfg.face_detect else read_images(cfg, inputs)
     seconds["faces" if cfg.face_detect else "data"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    import fer.models.loading  # noqa: F401 - torch + Lightning: most of the start-up, timed on its own
-    from fer.predict.engine import predict_array, select_device, select_precision
-    from fer.predict.ensemble import fit_weights_on_val, load_ensemble
-
-    seconds["imports"] = time.perf_counter() - t
-    if cfg.get("num_threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg.num_threads))
-    device = select_device(cfg.device)
-    dtype = select_precision(cfg.precision, device)
-    t = time.perf_counter()
-    model = load_ensemble([r.path for r in resolved], device)
-    seconds["model load"] = time.perf_counter() - t
-    tta_shift = cfg.tta_shift if cfg.tta_shifts else 0
-
-    def score(predictor, images, rows=None, progress=cfg.progress):
-        return predict_array(predictor, images, rows, cfg.batch_size, device, dtype, cfg.tta, tta_shift, progress)
+    model, score, device, precision = _engine(cfg, resolved, seconds)
+    from fer.predict.ensemble import fit_weights_on_val
 
     weights_info = None
     if isinstance(weights_choice, list):
@@ -104,10 +87,53 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     result = write_faces(cfg, data, probs, seconds) if cfg.face_detect else write_images(cfg, data, probs, seconds)
     seconds["csv"] = time.perf_counter() - t
     result.seconds["total"] = time.perf_counter() - t_start + seconds.get("start-up", 0.0)
-    result.extra.update(device=str(device), precision="bf16" if dtype is not None else "fp32",
-                        models=[r.describe() for r in resolved], model_names=model.names)
+    result.extra.update(device=device, precision=precision, models=[r.describe() for r in resolved],
+                        model_names=model.names)
     if weights_info:
         result.extra["ensemble_weights"] = dict(weights_info, members=[r.spec for r in resolved],
                                                 weights=list(model.weights))
     print_summary(cfg, result)
     return result
+
+
+def _engine(cfg, resolved, seconds: dict[str, float]):
+    """(the model, score(predictor, images, rows) -> probabilities, device text, precision text). Exported ONNX
+    models only: onnxruntime on numpy, and torch is never imported; any checkpoint: the torch engine (ONNX members
+    join it through onnxruntime)."""
+    tta_shift = cfg.tta_shift if cfg.tta_shifts else 0
+    t = time.perf_counter()
+    if all(r.is_onnx for r in resolved):
+        from fer.predict.ensemble import load_onnx_ensemble
+        from fer.runtime.engine import predict_rows
+
+        seconds["imports"] = time.perf_counter() - t
+        t = time.perf_counter()
+        model = load_onnx_ensemble([r.path for r in resolved], cfg.get("num_threads"))
+        seconds["model load"] = time.perf_counter() - t
+
+        def score(predictor, images, rows=None, progress=cfg.progress):
+            return predict_rows(predictor, images, rows, cfg.batch_size, cfg.tta, tta_shift, progress)
+
+        kinds = sorted({m.info.quantized for m in model.models})
+        return model, score, "cpu (onnxruntime)", "int8" if kinds == ["int8"] else "fp32" if kinds == ["none"] \
+            else "/".join(kinds)
+
+    import fer.models.loading  # noqa: F401 - torch + Lightning: most of the start-up, timed on its own
+    from fer.predict.engine import predict_array, select_device, select_precision
+    from fer.predict.ensemble import load_ensemble
+
+    seconds["imports"] = time.perf_counter() - t
+    if cfg.get("num_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.num_threads))
+    device = select_device(cfg.device)
+    dtype = select_precision(cfg.precision, device)
+    t = time.perf_counter()
+    model = load_ensemble([r.path for r in resolved], device)
+    seconds["model load"] = time.perf_counter() - t
+
+    def score(predictor, images, rows=None, progress=cfg.progress):
+        return predict_array(predictor, images, rows, cfg.batch_size, device, dtype, cfg.tta, tta_shift, progress)
+
+    return model, score, str(device), "bf16" if dtype is not None else "fp32"

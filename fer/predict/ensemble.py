@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from fer.errors import UserError
 
@@ -18,7 +17,8 @@ log = logging.getLogger(__name__)
 class Ensemble:
     """predict_proba(x) = sum over members of weight * member.predict_proba(x); equal weights unless set.
     Members keep their own input handling (normalisation, upscaling, feature pipelines): nothing here knows
-    which family a model is."""
+    which family a model is, nor whether they take torch tensors (checkpoints) or uint8 numpy arrays (ONNX).
+    `temperature` re-tempers the mixture (fitted on the val split with the weights)."""
 
     def __init__(self, models: list, names: list[str] | None = None, weights: Sequence[float] | None = None):
         if not models:
@@ -26,6 +26,7 @@ class Ensemble:
         self.models = list(models)
         self.names = list(names) if names else [type(m).__name__ for m in self.models]
         self.weights = [1.0 / len(self.models)] * len(self.models)
+        self.temperature = 1.0
         if weights is not None:
             self.set_weights(weights)
 
@@ -39,14 +40,18 @@ class Ensemble:
                             "per checkpoint and not all 0 (or equal, or val to fit them on the val split)")
         self.weights = (w / w.sum()).tolist()
 
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_proba(self, x):
         total = None
         for model, weight in zip(self.models, self.weights):
             if weight == 0:
                 continue  # a member fitted out of the mix costs nothing
-            p = model.predict_proba(x).float().mul_(weight)
-            total = p if total is None else total.add_(p)
-        return total
+            p = model.predict_proba(x) * weight
+            total = p if total is None else total + p
+        if self.temperature == 1.0:
+            return total
+        q = total.clamp_min(1e-12) if hasattr(total, "clamp_min") else np.clip(total, 1e-12, None)
+        q = q ** (1.0 / self.temperature)  # softmax(log p / T), for torch tensors and numpy arrays alike
+        return q / q.sum(1, keepdims=True) if isinstance(q, np.ndarray) else q / q.sum(1, keepdim=True)
 
     __call__ = predict_proba
 
@@ -73,11 +78,43 @@ def fit_weights(member_probs: np.ndarray, labels: np.ndarray, max_iter: int = 10
     return w / w.sum()
 
 
-def load_ensemble(paths: list[str | Path], device: torch.device) -> Ensemble:
+def load_ensemble(paths: list[str | Path], device) -> Ensemble:
+    """Checkpoints as torch models on `device`; ONNX files through onnxruntime, taking the same torch batches."""
     from fer.models.loading import load_model
 
-    models = [load_model(p, map_location=device) for p in paths]
-    return Ensemble(models, [f"{type(m).__name__}({Path(p).name})" for m, p in zip(models, paths)])
+    models = [OnnxMember(p) if Path(p).suffix.lower() == ".onnx" else load_model(p, map_location=device)
+              for p in paths]
+    return Ensemble(models, [f"{_family(m)}({Path(p).name})" for m, p in zip(models, paths)])
+
+
+def load_onnx_ensemble(paths: list[str | Path], threads: int | None = None) -> Ensemble:
+    """ONNX files only: members that take uint8 numpy batches (fer.runtime), no torch anywhere."""
+    from fer.runtime import ExpressionModel
+
+    models = [ExpressionModel(p, threads) for p in paths]
+    return Ensemble(models, [f"{_family(m)}({Path(p).name})" for m, p in zip(models, paths)])
+
+
+def _family(model) -> str:
+    info = getattr(model, "info", None)
+    return f"onnx:{info.model}" if info is not None else type(model).__name__
+
+
+class OnnxMember:
+    """An exported model in a torch ensemble: takes the float [B,1,48,48] batches (in [0,1], made from uint8 images,
+    so x * 255 gives the bytes back exactly) and returns torch probabilities on the same device."""
+
+    def __init__(self, path: str | Path):
+        from fer.runtime import ExpressionModel
+
+        self.model = ExpressionModel(path)
+        self.info, self.val_split_record = self.model.info, self.model.val_split_record
+
+    def predict_proba(self, x):
+        import torch
+
+        faces = (x[:, 0].float() * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return torch.from_numpy(self.model.predict_proba(faces)).to(x.device)
 
 
 def parse_ensemble_weights(value: Any, n_checkpoints: int) -> str | list[float]:
@@ -123,9 +160,16 @@ def fit_weights_on_val(ensemble: Ensemble, specs: list[str], data, score) -> dic
     probs = np.stack([score(member, data.cache.images, val) for member in ensemble.models])
     labels = data.cache.labels[val]
     ensemble.set_weights(fit_weights(probs, labels))
+    mixture = np.tensordot(ensemble.weights, probs, axes=1)
+    # the mixture is calibrated like a single model: one temperature, fitted on the same val probabilities
+    from fer.models.calibration import expected_calibration_error, fit_temperature, temper
+
+    ensemble.temperature = 1.0 / fit_temperature(np.log(np.clip(mixture, 1e-12, None)), labels)
 
     def acc(p: np.ndarray) -> float:
         return float((p.argmax(1) == labels).mean())
 
     return {"how": "val", "n_val": int(len(val)), "member_acc": [acc(p) for p in probs],
-            "equal_acc": acc(probs.mean(0)), "fitted_acc": acc(np.tensordot(ensemble.weights, probs, axes=1))}
+            "equal_acc": acc(probs.mean(0)), "fitted_acc": acc(mixture), "temperature": ensemble.temperature,
+            "ece_before": expected_calibration_error(mixture, labels),
+            "ece_after": expected_calibration_error(temper(mixture, ensemble.temperature), labels)}

@@ -1,4 +1,5 @@
-"""Faces in the wild: find faces in photos, crop them (with a margin) to 48x48 grayscale, draw the results.
+"""Faces in photos for predict.py: decode each photo, find and crop its faces (fer.data.faces), and write annotated
+copies.
 
 Detector (face_detector=auto): OpenCV's bundled Haar cascade (cv2.data.haarcascades +
 haarcascade_frontalface_default.xml) when the installed OpenCV ships it; an OpenCV without the cascade classifier
@@ -9,125 +10,16 @@ a download.
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fer.classes import CLASS_NAMES
-from fer.errors import UserError
-from fer.data.decode import DEFAULT_MAX_PIXELS, decode_bytes, to_gray48
 from fer.data.bad_input import BadInputLog
-
-log = logging.getLogger(__name__)
-
-HAAR_FILE = "haarcascade_frontalface_default.xml"
-BACKENDS = ("auto", "opencv", "skimage")
-# minimum neighbouring detections for a face to count; the two cascades group detections differently
-_DEFAULT_NEIGHBORS = {"opencv": 5, "skimage": 8}
-
-Box = tuple[int, int, int, int]  # x, y, w, h in photo pixels
-
-
-def _haar_path() -> str | None:
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
-    if not folder or not hasattr(cv2, "CascadeClassifier"):
-        return None
-    path = os.path.join(folder, HAAR_FILE)
-    return path if os.path.isfile(path) else None
-
-
-def to_gray_u8(img: np.ndarray) -> np.ndarray:
-    """Any decoded image (gray, BGR, BGRA; 8 or 16 bit) -> 2-D uint8, same size."""
-    if img.ndim == 3:
-        if img.shape[2] == 1:
-            img = img[..., 0]
-        else:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
-    if img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    return img
-
-
-class FaceDetector:
-    """detect(gray uint8 photo) -> face boxes (x, y, w, h), left to right."""
-
-    def __init__(self, backend: str = "auto", min_size: int = 30, min_neighbors: int | None = None,
-                 scale_factor: float = 1.1, max_side: int = 800):
-        if backend not in BACKENDS:
-            raise UserError(f"face_detector={backend}: expected one of {', '.join(BACKENDS)}")
-        haar = _haar_path()
-        if backend == "auto":
-            backend = "opencv" if haar else "skimage"
-        if scale_factor <= 1.0:
-            raise UserError(f"face_scale_factor must be > 1, got {scale_factor}")
-        self.backend = backend
-        self.min_size, self.scale_factor, self.max_side = int(min_size), float(scale_factor), int(max_side)
-        self.min_neighbors = int(min_neighbors if min_neighbors is not None else _DEFAULT_NEIGHBORS[backend])
-        if backend == "opencv":
-            if not haar:
-                raise UserError(f"face_detector=opencv: this OpenCV ({cv2.__version__}) has no {HAAR_FILE} / "
-                                "CascadeClassifier; use face_detector=auto or skimage")
-            self._cascade = cv2.CascadeClassifier(haar)
-            self.model_file = haar
-        else:
-            from skimage.data import lbp_frontal_face_cascade_filename
-            from skimage.feature import Cascade
-
-            self.model_file = lbp_frontal_face_cascade_filename()
-            self._cascade = Cascade(self.model_file)
-
-    def describe(self) -> str:
-        return f"{self.backend} cascade {os.path.basename(self.model_file)}"
-
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        h, w = gray.shape
-        scale = min(1.0, self.max_side / max(h, w))  # big photos: detect on a smaller copy, same boxes
-        small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA) if scale < 1.0 else gray
-        min_size = max(20, int(round(self.min_size * scale)))
-        if min(small.shape) < min_size:
-            return []
-        if self.backend == "opencv":
-            found = self._cascade.detectMultiScale(cv2.equalizeHist(small), scaleFactor=self.scale_factor,
-                                                   minNeighbors=self.min_neighbors, minSize=(min_size, min_size))
-            boxes = [tuple(int(v) for v in b) for b in (found if len(found) else [])]
-        else:
-            side = min(small.shape)
-            found = self._cascade.detect_multi_scale(img=small, scale_factor=self.scale_factor, step_ratio=1,
-                                                     min_size=(min_size, min_size), max_size=(side, side),
-                                                     min_neighbor_number=self.min_neighbors)
-            boxes = [(d["c"], d["r"], d["width"], d["height"]) for d in found]
-        boxes = [(int(round(x / scale)), int(round(y / scale)), int(round(bw / scale)), int(round(bh / scale)))
-                 for x, y, bw, bh in suppress_overlaps(boxes)]
-        return sorted(boxes, key=lambda b: (b[0], b[1]))
-
-
-def suppress_overlaps(boxes: list[Box], threshold: float = 0.5) -> list[Box]:
-    """One box per face: drop a box when more than `threshold` of the smaller one's area overlaps a bigger kept
-    box (cascades sometimes report the same face at two neighbouring scales)."""
-    kept: list[Box] = []
-    for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
-        x, y, w, h = b
-        if all(max(0, min(x + w, kx + kw) - max(x, kx)) * max(0, min(y + h, ky + kh) - max(y, ky))
-               <= threshold * min(w * h, kw * kh) for kx, ky, kw, kh in kept):
-            kept.append(b)
-    return kept
-
-
-def crop_face(img: np.ndarray, box: Box, margin: float = 0.1) -> np.ndarray:
-    """The box grown by `margin` x its size on every side (clipped to the photo) -> 48x48 uint8 gray."""
-    x, y, w, h = box
-    H, W = img.shape[:2]
-    mx, my = int(round(w * margin)), int(round(h * margin))
-    x0, y0 = max(0, x - mx), max(0, y - my)
-    x1, y1 = min(W, x + w + mx), min(H, y + h + my)
-    face, _, _ = to_gray48(np.ascontiguousarray(img[y0:y1, x0:x1]))
-    return face
-
+from fer.data.decode import DEFAULT_MAX_PIXELS, decode_bytes
+from fer.data.faces import Box, FaceDetector, crop_face, draw_faces, to_gray_u8
+from fer.errors import UserError
 
 @dataclass
 class FaceScan:
@@ -171,30 +63,9 @@ def scan_photos(paths: list[str], detector: FaceDetector, margin: float = 0.1, o
     return scan
 
 
-_COLORS = [(0, 0, 255), (0, 128, 255), (128, 0, 128), (0, 200, 0), (255, 0, 0), (0, 255, 255), (200, 200, 200)]
-
-
 def annotate_photo(path: str, boxes: list[Box], probs: np.ndarray, out_path: Path) -> Path:
     """A copy of the photo with each face's box and predicted label (and probability) drawn on it."""
-    img = decode_bytes(np.fromfile(path, dtype=np.uint8))
-    img = to_gray_u8(img) if img.dtype != np.uint8 else img
-    if img.ndim == 2 or img.shape[2] == 1:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    img = np.ascontiguousarray(img)
-    thick = max(1, round(min(img.shape[:2]) / 300))
-    for box, p in zip(boxes, probs):
-        x, y, w, h = box
-        k = int(np.argmax(p))
-        color = _COLORS[k % len(_COLORS)]
-        cv2.rectangle(img, (x, y), (x + w, y + h), color, thick)
-        text = f"{CLASS_NAMES[k]} {p[k]:.2f}"
-        scale = max(0.4, w / 160)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = y - 4 if y - th - base - 4 >= 0 else y + h + th + 4
-        cv2.rectangle(img, (x, ty - th - base), (x + tw, ty + base), color, cv2.FILLED)
-        cv2.putText(img, text, (x, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    img = draw_faces(decode_bytes(np.fromfile(path, dtype=np.uint8)), boxes, probs)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ok = False
     try:

@@ -64,7 +64,8 @@ def read_images(cfg, inputs: list[str]) -> Images:
 def scan_faces(cfg, inputs: list[str]):
     """face_detect=true: the photos of input=, their face boxes and 48x48 crops (fer.predict.faces.FaceScan)."""
     from fer.data.sources import ImageListSource
-    from fer.predict.faces import FaceDetector, scan_photos
+    from fer.data.faces import FaceDetector
+    from fer.predict.faces import scan_photos
 
     photos = ImageListSource(paths=inputs).manifest().names  # files and folders listed as for predict
     detector = FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from fer.classes import CLASS_NAMES, NUM_CLASSES
+from fer.models.calibration import expected_calibration_error
 from fer.predict.output_guard import OutputGuard
 from fer.predict.submission import PROB_COLUMNS, format_label, output_names, prediction_table, write_csv_atomic
 
@@ -27,6 +28,7 @@ class PredictResult:
     split: str | None = None
     accuracy: float | None = None
     f1_macro: float | None = None
+    ece: float | None = None  # expected calibration error, when the split has labels
     skipped: int = 0
     skipped_file: str | None = None
     resized: int = 0
@@ -41,10 +43,15 @@ def output_guard(cfg) -> OutputGuard:
 
 
 def _metrics(labels: np.ndarray, preds: np.ndarray) -> tuple[float, float]:
-    from sklearn.metrics import f1_score
-
+    """Accuracy and macro-F1 over the classes that occur in labels or predictions (scikit-learn's definition with
+    zero_division=0), in numpy: the ONNX path imports neither torch nor scikit-learn."""
     accuracy = float((labels == preds).mean())
-    return accuracy, float(f1_score(labels, preds, average="macro", zero_division=0))
+    f1 = []
+    for c in np.unique(np.concatenate([labels, preds])):
+        tp = int(((preds == c) & (labels == c)).sum())
+        wrong = int(((preds == c) & (labels != c)).sum()) + int(((preds != c) & (labels == c)).sum())
+        f1.append(2 * tp / (2 * tp + wrong) if tp + wrong else 0.0)
+    return accuracy, float(np.mean(f1))
 
 
 def _counts(preds: np.ndarray) -> dict[str, int]:
@@ -75,6 +82,7 @@ def write_images(cfg, data, probs: np.ndarray, seconds: dict[str, float]) -> Pre
     labels = cache.labels[idx]
     if len(labels) and (labels >= 0).all():
         result.accuracy, result.f1_macro = _metrics(labels, preds)
+        result.ece = expected_calibration_error(probs, labels)
     return result
 
 

@@ -1,7 +1,7 @@
 """`ckpt=` -> a local checkpoint file.
 
 Accepted specs:
-  PATH                a .ckpt file written by train.py
+  PATH                a .ckpt file written by train.py, or a .onnx file written by export.py
   RUN FOLDER          outputs/train/runs/<time>_<model>: its MLflow run's best checkpoint, else its only
                       checkpoints/epoch_*.ckpt
   RUN ID / runs:/ID   an MLflow run: the file in its `best_checkpoint` tag when it exists on this machine,
@@ -36,6 +36,10 @@ class Resolved:
     spec: str  # what the user wrote
     run_id: str | None = None  # MLflow run, when the spec went through MLflow
     how: str = "path"  # path | run folder | mlflow tag | mlflow artifact | best
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.path.suffix.lower() == ".onnx"
 
     def describe(self) -> str:
         if self.how == "path":
@@ -90,9 +94,11 @@ def _run_folder(path: Path, spec: str, store: RunStore) -> Resolved:
 
 def resolve_checkpoint(spec: str, tracking_uri: str, experiment_name: str = "fer",
                        download_dir: str | Path = ".cache/fer/checkpoints", store: RunStore | None = None) -> Resolved:
-    """One ckpt spec -> Resolved (an existing, readable zip file: what torch.save writes). Raises UserError with
-    what was tried. Loading (fer.models.loading) checks the rest."""
+    """One ckpt spec -> Resolved (an existing, readable zip file: what torch.save writes; or an exported .onnx
+    model). Raises UserError with what was tried. Loading (fer.models.loading, fer.runtime) checks the rest."""
     resolved = _resolve(spec, tracking_uri, experiment_name, download_dir, store)
+    if resolved.is_onnx:
+        return resolved
     if not zipfile.is_zipfile(resolved.path):
         raise UserError(f"{resolved.path} is not a PyTorch checkpoint (expected a .ckpt written by train.py)")
     return resolved

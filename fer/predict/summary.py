@@ -27,11 +27,14 @@ def print_summary(cfg, r) -> None:
         if w["how"] == "val":
             accs = "/".join(f"{a:.4f}" for a in w["member_acc"])
             lines.append(f"  ensemble weights fitted on the val split ({w['n_val']} images): {mix}; val accuracy: "
-                         f"members {accs}, equal weights {w['equal_acc']:.4f}, fitted {w['fitted_acc']:.4f}")
+                         f"members {accs}, equal weights {w['equal_acc']:.4f}, fitted {w['fitted_acc']:.4f}; "
+                         f"mixture calibrated there: T={w['temperature']:.3f}, val ECE {w['ece_before']:.4f} -> "
+                         f"{w['ece_after']:.4f}")
         else:
             lines.append(f"  ensemble weights (given): {mix}")
     if r.accuracy is not None:
-        lines.append(f"  accuracy {r.accuracy:.4f}, macro-F1 {r.f1_macro:.4f} (split {r.split} has labels)")
+        lines.append(f"  accuracy {r.accuracy:.4f}, macro-F1 {r.f1_macro:.4f}, ECE {r.ece:.4f} (split {r.split} has "
+                     "labels)")
     if r.skipped:
         lines.append(f"  skipped {r.skipped} unreadable image(s), listed in {r.skipped_file}")
     if r.resized or r.color:

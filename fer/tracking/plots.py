@@ -66,3 +66,28 @@ def plot_image_grid(images: np.ndarray, captions: list[str], path: Path, title: 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> Path:
+    """Reliability diagram: accuracy against confidence per bin, before and after calibration, with each curve's
+    ECE; a calibrated model lies on the diagonal."""
+    from fer.models.calibration import expected_calibration_error, reliability
+
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6.5), height_ratios=(3, 1), sharex=True)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="calibrated")
+    for probs, name, color in ((before, "uncalibrated", "tab:red"), (after, "calibrated", "tab:blue")):
+        conf, acc, count = reliability(probs, labels)
+        used = count > 0
+        ax.plot(conf[used], acc[used], "o-", color=color,
+                label=f"{name}: ECE {expected_calibration_error(probs, labels):.3f}")
+        hist.hist(probs.max(axis=1), bins=15, range=(0, 1), histtype="step", color=color)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability {title}".strip())
+    ax.legend(fontsize=8, loc="upper left")
+    hist.set_xlabel("confidence (top class probability)")
+    hist.set_ylabel("images")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -29,6 +29,9 @@ SELECTION_METRIC = "val/acc"  # what model selection (the checkpoint callback, c
 METRIC_FIT_SECONDS = "fit_seconds"
 METRIC_PARAMS = "model/params"
 METRIC_DEDUP_PREFIX = "data/dedup_"
+METRIC_TEMPERATURE = "calibration/temperature"
+METRIC_ECE = "val/ece"  # expected calibration error on the val split, calibrated (and before: ..._uncalibrated)
+METRIC_ECE_BEFORE = "val/ece_uncalibrated"
 ARTIFACT_CONFIG = "config.yaml"  # the full composed config, at the artifact root
 ARTIFACT_CHECKPOINTS = "checkpoints"
 ARTIFACT_REPORTS = "reports"
@@ -43,6 +46,14 @@ class RunRecord:
 
     def __init__(self, client, run_id: str, experiment_id: str):
         self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
+
+    @classmethod
+    def for_run(cls, tracking_uri: str, run_id: str) -> RunRecord:
+        """The record of an existing run (to add files to it after training)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        return cls(client, run_id, client.get_run(run_id).info.experiment_id)
 
     @classmethod
     def of_logger(cls, logger) -> RunRecord:
@@ -67,6 +78,11 @@ class RunRecord:
         self._call("log_metric", METRIC_PARAMS, float(n_params))
         for key, value in dedup.items():
             self._call("log_metric", f"{METRIC_DEDUP_PREFIX}{key}", float(value))
+
+    def log_calibration(self, temperature: float, ece_before: float, ece_after: float) -> None:
+        self._call("log_metric", METRIC_TEMPERATURE, temperature)
+        self._call("log_metric", METRIC_ECE_BEFORE, ece_before)
+        self._call("log_metric", METRIC_ECE, ece_after)
 
     def log_best_checkpoint(self, path: str | Path) -> None:
         self._call("set_tag", TAG_BEST_CHECKPOINT, str(path))

@@ -20,8 +20,11 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 from fer.cli import check_recipe_for, silence_library_noise
 from fer.errors import DataError, UserError
+from fer.models.loading import load_model
 from fer.tracking.record import RunRecord
+from fer.tracking.plots import plot_reliability
 from fer.tracking.reports import write_test_reports
+from fer.training.calibrate import calibrate_checkpoint
 from fer.tracking.run_folder import CONFIG, HYDRA_CONFIG, REPORTS, RESULTS, RunFolder, RunInfo
 
 log = logging.getLogger(__name__)
@@ -141,6 +144,15 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         return {}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    calibration = None
+    if best and cfg.get("calibrate", True):  # before the test: it scores the calibrated checkpoint
+        if trainer.is_global_zero:
+            calibration = calibrate_checkpoint(best, datamodule, model.device,
+                                               str(trainer.precision).startswith("bf16"))
+        trainer.strategy.barrier()
+    if calibration is not None:
+        results.update({"calibration/temperature": calibration.temperature, "val/ece": calibration.ece_after,
+                        "val/ece_uncalibrated": calibration.ece_before})
     tested = bool(cfg.get("test") and datamodule.test_split)
     if tested:  # every rank takes part (a collective under DDP); rank 0 writes the reports
         # best checkpoint, never the last epoch: what we report is what model selection on val chose
@@ -152,12 +164,17 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         record.log_fit(fit_seconds, sum(p.numel() for p in model.parameters()), datamodule.dedup_report)
         if best:
             record.log_best_checkpoint(best)
-    if tested:
-        files = write_test_reports(model.test_outputs, folder.file(REPORTS))
-        if record is not None:
-            record.log_reports(files)
+    files = write_test_reports(model.test_outputs, folder.file(REPORTS)) if tested else {}
+    if calibration is not None:
+        files["reliability"] = plot_reliability(calibration.probs_before, calibration.probs_after, calibration.labels,
+                                                folder.file(REPORTS) / "reliability_val.png",
+                                                f"val split, T={calibration.temperature:.3f}")
     if record is not None:
-        record.log_model(model)
+        record.log_reports(files)
+        if calibration is not None:
+            record.log_calibration(calibration.temperature, calibration.ece_before, calibration.ece_after)
+        # the model that was tested: the best checkpoint, calibrated (not the last epoch's weights)
+        record.log_model(load_model(best) if best else model)
         log.info("MLflow: mlflow ui --backend-store-uri %s, then open %s", record.tracking_uri, record.ui_link())
     folder.file(RESULTS).write_text(json.dumps(results, indent=1))
     log.info("results: %s", json.dumps(results, indent=1))

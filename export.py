@@ -1,0 +1,30 @@
+"""Export a trained model to ONNX, for fer.runtime (no torch needed) or any ONNX runtime:
+
+  python export.py ckpt=outputs/train/runs/<run>/checkpoints/epoch_012.ckpt output=model.onnx
+  python export.py ckpt=best:cnn_deep data=fer2013 data.root=../shared/fer2013 quantize=int8   # + model.int8.onnx
+
+The file takes uint8 grayscale faces [N,48,48] and returns calibrated probabilities [N,7]; it is checked against
+the checkpoint on images of `data=` before it is kept. All options: conf/export.yaml.
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("FER_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from fer.cli import friendly_errors  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    from fer.export.app import run_export
+
+    with friendly_errors():
+        run_export(cfg)
+
+
+if __name__ == "__main__":
+    main()

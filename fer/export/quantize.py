@@ -1,0 +1,53 @@
+"""int8 ONNX: onnxruntime's static quantisation (QDQ, weights per channel), its activation ranges calibrated on
+training images."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def quantize_int8(fp32: Path, out: Path, calibration_images: np.ndarray, batch_size: int = 64) -> Path:
+    """Write the int8 version of the fp32 model at `fp32` to `out`; its metadata is kept, marked quantized."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from fer.runtime.metadata import QUANTIZED
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"faces": np.ascontiguousarray(calibration_images[s:s + batch_size])}
+                                 for s in range(0, len(calibration_images), batch_size)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantized = Path(tmp) / "int8.onnx"
+        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        proto = onnx.load(str(quantized))
+        source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
+        source[QUANTIZED] = "int8"
+        del proto.metadata_props[:]
+        for key, value in source.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staged = out.with_name(f".{out.name}.tmp")  # beside the target: the rename is atomic
+        try:
+            onnx.save(proto, str(staged))
+            os.replace(staged, out)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+    return out

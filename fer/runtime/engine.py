@@ -1,0 +1,40 @@
+"""Probabilities for rows of a uint8 image array (a memory-mapped cache, or face crops) with an ONNX model: the
+numpy twin of fer.predict.engine, so that predict.py ckpt=model.onnx runs without torch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer.runtime.tta import tta_proba
+
+
+def _batches(indices: np.ndarray, batch_size: int):
+    for start in range(0, len(indices), batch_size):
+        part = indices[start:start + batch_size]
+        # a contiguous run of rows (the usual case: a split is stored together) is a view, not a gather
+        if len(part) and part[-1] - part[0] + 1 == len(part) and (np.diff(part) == 1).all():
+            yield start, slice(int(part[0]), int(part[-1]) + 1)
+        else:
+            yield start, part
+
+
+def predict_rows(model, images: np.ndarray, indices: np.ndarray | None = None, batch_size: int = 512,
+                 tta: bool = False, tta_shift: int = 0, progress: bool = False) -> np.ndarray:
+    """Probabilities [len(indices),7] float32 for images[indices] (all images when indices is None). `model`:
+    anything with predict_proba(uint8 [B,48,48]) -> [B,7] (an ExpressionModel, an ensemble of them)."""
+    indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
+    out = np.empty((len(indices), 7), dtype=np.float32)
+    bar = None
+    if progress and len(indices) > batch_size:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(indices), desc="predicting", unit="img", mininterval=0.5)
+    for start, sel in _batches(indices, batch_size):
+        batch = np.ascontiguousarray(images[sel])
+        out[start:start + len(batch)] = (tta_proba(model.predict_proba, batch, True, tta_shift) if tta
+                                         else model.predict_proba(batch))
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return out

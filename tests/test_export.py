@@ -1,0 +1,216 @@
+"""export.py and fer.runtime: every neural model exports to ONNX that matches its checkpoint, says what it is, runs
+without torch, and serves predict.py with the same results as the checkpoint; the SVM says it cannot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from fer.classes import CLASS_NAMES
+from fer.errors import UserError
+from fer.models.loading import load_model
+from fer.models.registry import get_model_class
+
+from helpers import CONF, FAST, MODEL_NAMES, ROOT, compose_train
+
+NEURAL = [m for m in MODEL_NAMES if getattr(get_model_class(m), "onnx_exportable", True)]
+DATA = ["data.source.n_train=280", "data.source.n_test=70"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="module")
+def trained(work):
+    """model name -> best checkpoint of a 1-epoch run on the small synthetic set (trained on first use)."""
+    from fer.training import run_training
+
+    done: dict[str, Path] = {}
+
+    def get(model: str) -> Path:
+        if model not in done:
+            extra = {"efficientnet": ["model.input_size=64"], "cnn": ["model.fc=[256]"]}.get(model, [])  # smaller: faster
+            cfg = compose_train(work / model, [f"model={model}", "logger=none", *FAST, *extra,
+                                               f"paths.cache_dir={work / 'cache'}"])
+            run_training(cfg)
+            (done[model],) = (Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt")
+        return done[model]
+
+    return get
+
+
+def export(work: Path, ckpt, *overrides: str):
+    from fer.export.app import run_export
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("export", overrides=[f"ckpt={ckpt}", f"paths.cache_dir={work / 'cache'}", "progress=false",
+                                           f"tracking_uri=sqlite:///{work / 'none.db'}", *DATA, *overrides])
+    return run_export(cfg)
+
+
+@pytest.mark.parametrize("model", NEURAL)
+def test_every_neural_model_exports_an_onnx_that_matches_its_checkpoint(model, trained, work):
+    from fer.runtime import ExpressionModel
+
+    ckpt = trained(model)
+    out = work / f"{model}.onnx"
+    result = export(work, ckpt, f"output={out}")
+    assert result.comparison.ok and result.comparison.n == 28  # the val split of the 280 training faces
+    onnx_model = ExpressionModel(out)
+    info = onnx_model.info
+    torch_model = load_model(ckpt)
+    assert info.model == model and info.class_names == CLASS_NAMES and info.input_size == 48
+    assert info.source_checkpoint == str(ckpt) and info.val_split == torch_model.val_split_record
+    assert info.temperature == pytest.approx(float(torch_model.calibration_t)) and info.val_acc is not None
+    # independently of the export's own check: real faces, batch sizes 1 and 37 (the batch is dynamic)
+    from fer.data.synthetic import render_faces, synthetic_labels
+
+    faces = render_faces(synthetic_labels(37, 5), 5)
+    with torch.no_grad():
+        expected = torch_model.predict_proba(torch.from_numpy(faces).float().div(255).unsqueeze(1)).numpy()
+    got = onnx_model.predict_proba(faces)
+    assert np.abs(got - expected).max() <= 1e-3 and (got.argmax(1) == expected.argmax(1)).mean() >= 0.999
+    np.testing.assert_allclose(onnx_model.predict_proba(faces[0]), expected[:1], atol=1e-3)
+
+
+def test_svm_says_it_cannot_be_exported(trained, work):
+    with pytest.raises(UserError, match="svm model .*cannot be exported to ONNX"):
+        export(work, trained("svm"), f"output={work / 'svm.onnx'}")
+    assert not (work / "svm.onnx").exists()
+
+
+def test_a_file_that_does_not_match_the_checkpoint_is_not_kept(trained, work, monkeypatch):
+    import fer.export.app as app
+
+    real = app.compare  # as if the ONNX graph had its classes in another order
+    monkeypatch.setattr(app, "compare", lambda ref, got: real(ref, np.roll(got, 1, axis=1)))
+    with pytest.raises(UserError, match="does not match the checkpoint .*nothing was written"):
+        export(work, trained("mlp"), f"output={work / 'broken.onnx'}")
+    assert not (work / "broken.onnx").exists()
+
+
+def test_int8_quantised_model(trained, work):
+    from fer.runtime import ExpressionModel
+
+    result = export(work, trained("cnn_deep"), f"output={work / 'q.onnx'}", "quantize=int8")
+    assert result.int8 == work / "q.int8.onnx" and ExpressionModel(result.int8).info.quantized == "int8"
+    assert result.int8.stat().st_size < 0.5 * result.output.stat().st_size
+    assert set(result.accuracy) == {"test fp32", "test int8"} and result.int8_comparison.n == 28
+
+
+def test_export_is_attached_to_the_checkpoints_mlflow_run(work, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from fer.training import run_training
+    from helpers import mlflow_overrides
+
+    cfg = compose_train(tmp_path, ["model=mlp", *FAST, *mlflow_overrides(tmp_path),
+                                   f"paths.cache_dir={work / 'cache'}"])
+    run_training(cfg)
+    client = MlflowClient(cfg.logger.mlflow.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("fer").experiment_id])
+    result = export(work, run.info.run_id, f"output={tmp_path / 'run.onnx'}",
+                    f"tracking_uri={cfg.logger.mlflow.tracking_uri}")
+    assert result.run_id == run.info.run_id
+    assert "export/run.onnx" in {a.path for a in client.list_artifacts(run.info.run_id, "export")}
+    from fer.runtime import ExpressionModel
+
+    assert ExpressionModel(tmp_path / "run.onnx").info.mlflow_run_id == run.info.run_id
+
+
+def test_runtime_imports_no_torch_and_classifies(trained, work, tmp_path):
+    """In a fresh interpreter: the runtime loads the model and classifies arrays and files without importing
+    torch, Lightning or Hydra."""
+    import cv2
+
+    out = work / "runtime.onnx"
+    export(work, trained("mlp"), f"output={out}", "overwrite=true")
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.random.default_rng(0).integers(0, 256, (61, 50, 3), dtype=np.uint8))
+    code = (f"import sys, numpy as np\n"
+            f"from fer.runtime import ExpressionModel\n"
+            f"m = ExpressionModel({str(out)!r})\n"
+            f"p = m.predict_proba(np.zeros((3, 48, 48), np.uint8))\n"
+            f"f = m.classify_files([{str(face)!r}])\n"
+            f"assert p.shape == (3, 7) and abs(p.sum() - 3) < 1e-4 and f[0].label in m.class_names\n"
+            f"print(sorted(k for k in ('torch', 'pytorch_lightning', 'lightning', 'hydra', 'sklearn') "
+            f"if k in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_runtime_refuses_foreign_models_and_bad_arrays(work, tmp_path, trained):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from fer.errors import DataError
+    from fer.runtime import ExpressionModel
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.UINT8, ["n", 48, 48])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, ["n", 48, 48])])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph), str(foreign))
+    with pytest.raises(UserError, match="foreign.onnx: not an ONNX model exported by fer"):
+        ExpressionModel(foreign)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(UserError, match="junk.onnx: not a readable ONNX model"):
+        ExpressionModel(tmp_path / "junk.onnx")
+    out = work / "arrays.onnx"
+    export(work, trained("mlp"), f"output={out}", "overwrite=true")
+    model = ExpressionModel(out)
+    with pytest.raises(DataError, match="expected uint8 images"):
+        model.predict_proba(np.zeros((2, 48, 48), np.float32))
+    odd = [np.zeros((64, 64), np.uint8), np.zeros((30, 40, 3), np.uint8)]  # any size or colour is converted
+    assert model.predict_proba(odd).shape == (2, 7) and len(model.predict(odd)) == 2
+
+
+def test_numpy_tta_views_are_the_torch_ones():
+    from fer.runtime.tta import tta_views as np_views
+    from fer.tta import tta_views as torch_views
+
+    x = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    ours = list(np_views(x, True, 2))
+    theirs = list(torch_views(torch.from_numpy(x).unsqueeze(1), True, 2))
+    assert len(ours) == len(theirs) == 6
+    for a, b in zip(ours, theirs):
+        assert np.array_equal(a, b[:, 0].numpy())
+
+
+@pytest.mark.parametrize("tta", [[], ["tta=true", "tta_shifts=true"]])
+def test_predict_with_the_onnx_file_writes_the_checkpoints_csv(trained, work, tta):
+    from fer.predict.app import run_predict
+
+    ckpt = trained("cnn_deep")
+    onnx_file = work / "predict.onnx"
+    if not onnx_file.exists():
+        export(work, ckpt, f"output={onnx_file}")
+
+    def predict(spec, output):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("predict", overrides=[f"ckpt={spec}", f"output={output}", "data=synthetic", *DATA,
+                                                "split=test", "precision=fp32", "probabilities=true",
+                                                f"paths.cache_dir={work / 'cache'}", "progress=false", *tta])
+        return run_predict(cfg)
+
+    a = predict(ckpt, work / "ckpt.csv")
+    b = predict(onnx_file, work / "onnx.csv")
+    assert b.extra["device"] == "cpu (onnxruntime)"
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
+    rows = [r.split(",")[:2] for r in (work / "ckpt.csv").read_text().splitlines()]
+    assert rows == [r.split(",")[:2] for r in (work / "onnx.csv").read_text().splitlines()]
+    assert a.accuracy == b.accuracy and a.ece == pytest.approx(b.ece, abs=1e-3)
+    mixed = predict(f"[{ckpt},{onnx_file}]", work / "mixed.csv")  # an ensemble of both kinds
+    np.testing.assert_allclose(mixed.probs, a.probs, atol=1e-4)

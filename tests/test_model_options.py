@@ -1,0 +1,79 @@
+"""Model options for fast GPU training, checked on the CPU: training on random crops with ten-crop evaluation,
+torch.compile, and fused optimizers on CUDA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fer.models.base import optimizer_config, random_crops, ten_crops
+from fer.models.loading import load_model
+from fer.training import run_training
+
+from helpers import FAST, compose_train, score_test_split
+
+
+def test_random_crops_are_crops_at_varied_offsets():
+    x = torch.rand(64, 1, 48, 48)
+    torch.manual_seed(0)
+    y = random_crops(x, 40)
+    assert y.shape == (64, 1, 40, 40)
+    offsets = set()
+    for i in range(64):
+        found = [(dy, dx) for dy in range(9) for dx in range(9) if torch.equal(y[i], x[i, :, dy:dy + 40, dx:dx + 40])]
+        assert found, i
+        offsets.add(found[0])
+    assert len(offsets) > 30
+
+
+def test_ten_crops_are_the_corners_the_centre_and_their_mirrors():
+    x = torch.arange(2 * 48 * 48, dtype=torch.float32).view(2, 1, 48, 48)
+    crops = ten_crops(x, 40).view(10, 2, 1, 40, 40)
+    expected = [x[..., 0:40, 0:40], x[..., 0:40, 8:48], x[..., 8:48, 0:40], x[..., 8:48, 8:48], x[..., 4:44, 4:44]]
+    for k, e in enumerate(expected):
+        assert torch.equal(crops[k], e) and torch.equal(crops[k + 5], e.flip(-1))
+
+
+def test_crop_model_trains_on_crops_and_predicts_48px_faces_by_ten_crops(tmp_path):
+    cfg = compose_train(tmp_path, ["model=cnn_deep", "model.crop_size=40", "logger=none", *FAST])
+    results = run_training(cfg)
+    (best,) = (Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt")
+    model = load_model(best)
+    assert model.hparams.crop_size == 40 and model.net_input_size == 40
+    x = torch.rand(3, 1, 48, 48)
+    with torch.no_grad():
+        logits = model(x)
+        by_hand = model.net((ten_crops(x, 40) - 0.5) / 0.25).view(10, 3, 7).mean(0)
+    torch.testing.assert_close(logits, by_hand, atol=1e-5, rtol=1e-5)
+    probs, labels = score_test_split(cfg, model)
+    assert results["test/acc"] == pytest.approx(float((probs.argmax(1) == labels).mean()), abs=1e-6)
+    with pytest.raises(ValueError, match="model.crop_size"):
+        type(model)(crop_size=64)
+
+
+@pytest.mark.slow  # inductor compiles the train, val and test graphs on the CPU: ~30 s (CI runs the slow tests)
+def test_compiled_model_trains_and_matches_the_plain_one(tmp_path, one_thread):
+    cfg = compose_train(tmp_path, ["model=mlp", "model.hidden=[32]", "model.compile=true", "logger=none", *FAST])
+    results = run_training(cfg)
+    assert np.isfinite(results["val/loss"])
+    (best,) = (Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt")
+    checkpoint = torch.load(best, weights_only=True)
+    assert not any("_orig_mod" in k or "compiled" in k for k in checkpoint["state_dict"])  # same keys as ever
+    compiled, plain = load_model(best), load_model(best)
+    plain.__dict__.pop("_compiled_net")
+    x = torch.rand(8, 1, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), plain(x), atol=1e-5, rtol=1e-5)
+    assert compiled.mlflow_model_spec()["model"].model.__dict__.get("_compiled_net") is None
+
+
+@pytest.mark.parametrize("target", ["torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW"])
+def test_fused_optimizer_kernels_on_cuda_only(target):
+    cfg = {"_target_": target, "lr": 0.1}
+    assert optimizer_config(cfg, torch.device("cuda"))["fused"] is True
+    assert "fused" not in optimizer_config(cfg, torch.device("cpu"))
+    assert optimizer_config({**cfg, "fused": False}, torch.device("cuda"))["fused"] is False
+    assert "fused" not in optimizer_config({"_target_": "torch.optim.LBFGS"}, torch.device("cuda"))
