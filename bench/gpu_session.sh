@@ -33,8 +33,10 @@ case $step in
     for bs in "${sizes[@]}"; do
       $py bench/train_speed.py "${args[@]}" --batch-size "$bs" 2>&1 | grep -E "^(device|cnn_deep)" | tee -a "$OUT/bench.txt"
     done
-    [ ${#compile[@]} -gt 0 ] && $py bench/train_speed.py "${args[@]}" --batch-size 512 "${compile[@]}" 2>&1 \
-      | grep -E "^(device|cnn_deep)" | tee -a "$OUT/bench.txt"
+    if [ ${#compile[@]} -gt 0 ]; then  # an if, not `[ ] &&`: a false test would be the script's exit status
+      $py bench/train_speed.py "${args[@]}" --batch-size 512 "${compile[@]}" 2>&1 \
+        | grep -E "^(device|cnn_deep)" | tee -a "$OUT/bench.txt"
+    fi
     ;;
   recipes)
     : "${OUT:?run on the device machine (or set OUT)}"

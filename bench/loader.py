@@ -173,11 +173,14 @@ def main() -> None:
         dm.setup("fit")
         ours = stream_rate(dm, crop_flip, args.batches)
         full = stream_rate(dm, build_augmentation(), args.batches)
+        full_kornia = stream_rate(dm, build_augmentation(implementation="kornia"), args.batches)
     theirs = imagefolder_rate(data / "train", args.batch_size, min(args.batches, 60))
     print(f"datamodule stream, crop+flip: {ours:,.0f} img/s")
     print(f"imagefolder + DataLoader(num_workers=2), crop+flip: {theirs:,.0f} img/s")
     print(f"datamodule stream, full default augmentation: {full:,.0f} img/s = "
           f"{full / CNN_DEEP_TRAIN_IMG_S:.0f}x cnn_deep training ({CNN_DEEP_TRAIN_IMG_S} img/s; target >= 20x)")
+    print(f"  the same with data.augment.implementation=kornia: {full_kornia:,.0f} img/s "
+          f"(fused/kornia {full / full_kornia:.2f})")
     if not args.skip_rss:
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, __file__, "--rss-build", tmp, str(args.rss_images)], check=True)

@@ -1,5 +1,7 @@
 """Wall time of `python predict.py` end to end for 4,038 images (the old challenge's test size), and images/s of
-the model part alone.
+the model part alone; then the same checkpoint exported to ONNX (fp32 and int8) through the torch-free runtime:
+time to the first prediction in a fresh interpreter, 4,038 images end to end (`python -m fer.runtime` and
+`predict.py ckpt=model.onnx`), the model alone; and frames/s on a 640x480 video with two faces.
 
     .venv/bin/python bench/predict_speed.py [--ckpt PATH] [--n 4038] [--workdir DIR] [--keep]
 
@@ -189,12 +191,68 @@ def main() -> None:
         for threads in (None, 1):
             for label, dt, ips in model_only(ckpt, cache, threads):
                 print(f"  {dt:6.2f}s  {ips:7.0f} images/s  {label}" if dt else f"  {label}")
+        onnx_section(ckpt, data, work, args.n)
+        video_section(work)
         print(f"\nload average at end {load_average()}")
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
         elif args.keep:
             print(f"kept {work}")
+
+
+def _wall(cmd: list[str], **kw) -> tuple[float, str]:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, **kw)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])}...: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+    return time.perf_counter() - started, proc.stdout
+
+
+def onnx_section(ckpt: Path, data: Path, work: Path, n: int) -> None:
+    """The checkpoint exported (fp32 + int8) and timed through fer.runtime and predict.py."""
+    model = work / "model.onnx"
+    wall, out = _wall([PY, str(ROOT / "export.py"), f"ckpt={ckpt}", "data=challenge", f"data.root={data}",
+                       f"output={model}", "quantize=int8", "overwrite=true", f"paths.cache_dir={work / 'cache'}",
+                       "progress=false", f"hydra.run.dir={work / 'export_run'}"])
+    print(f"\nexport.py fp32 + int8: {wall:.1f}s")
+    for line in out.splitlines():
+        print(f"  {line.strip()}")
+    first = ("import time, numpy as np\nfrom fer.runtime import ExpressionModel\n"
+             "m = ExpressionModel({path!r}); m.predict_proba(np.zeros((1, 48, 48), np.uint8))\n")
+    images = data / "images_test"
+    print(f"\nfer.runtime (onnxruntime, no torch), {n} images:")
+    for label, path in (("fp32", model), ("int8", model.with_name("model.int8.onnx"))):
+        first_wall = min(_wall([PY, "-c", first.format(path=str(path))])[0] for _ in range(3))
+        cli = min(_wall([PY, "-m", "fer.runtime", str(path), str(images), "--overwrite", "--output",
+                         str(work / f"runtime_{label}.csv")])[0] for _ in range(2))
+        pred = run_predict(f"predict.py ckpt={label} onnx", [f"ckpt={path}", "data=challenge", f"data.root={data}",
+                                                            f"paths.cache_dir={work / 'cache'}", "progress=false",
+                                                            f"output={work / f'predict_{label}.csv'}",
+                                                            f"hydra.run.dir={work / 'predict_onnx'}"])
+        print(f"  {label}: first prediction {first_wall:.2f}s after `python` starts (target <= 1 s); "
+              f"python -m fer.runtime end to end {cli:.2f}s (target <= 3 s for fp32); predict.py ckpt=model.onnx "
+              f"{pred['wall']:.2f}s, {pred['model_ips']:.0f} images/s in the model")
+
+
+def video_section(work: Path, frames: int = 240) -> None:
+    """Frames per second of classify_video on a 640x480 clip with two faces, every frame (detection + crops +
+    the fp32 ONNX model + tracking)."""
+    sys.path.insert(0, str(ROOT))
+    from fer.data.demo_video import write_two_face_video
+    from fer.runtime import ExpressionModel
+    from fer.runtime.video import VideoStats, classify_video
+
+    clip = write_two_face_video(work / "two_faces.mp4", frames=frames, fps=30)
+    model = ExpressionModel(work / "model.onnx")
+    best = None
+    for _ in range(2):
+        stats = VideoStats()
+        rows = list(classify_video(model.predict_proba, str(clip), stats=stats))
+        best = stats if best is None or stats.seconds < best.seconds else best
+    print(f"\nvideo: {frames} frames of 640x480 with two faces, every frame: {best.frames_sampled / best.seconds:.1f} "
+          f"frames/s ({len(rows)} faces found, {best.tracks} face tracks; Haar detection + fp32 ONNX, one batch "
+          "of faces per frame)")
 
 
 def _cpu_model() -> str:

@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from fer.tracking.record import METRIC_FIT_SECONDS, METRIC_PARAMS, PARAM_MODEL, SELECTION_METRIC  # noqa: E402
+from fer.tracking.record import (METRIC_FIT_SECONDS, METRIC_PARAMS, PARAM_DEVICE, PARAM_MODEL,  # noqa: E402
+                                 SELECTION_METRIC)
 
 def configured_tracking_uri() -> str:
     """The MLflow store train.py writes to (conf/paths: MLFLOW_TRACKING_URI, else mlruns/mlflow.db)."""
@@ -63,7 +64,8 @@ def main() -> None:
                                   order_by=["attributes.start_time DESC"]):
         rows.setdefault(run.data.params.get(PARAM_MODEL), run)
     tta = any("test_tta/acc" in run.data.metrics for run in rows.values())
-    head = ["model", "recipe", "params", "epochs", "fit wall time", "best val acc", "publictest acc", "publictest macro-F1"]
+    head = ["model", "recipe", "device", "params", "epochs", "fit wall time", "best val acc", "publictest acc",
+            "publictest macro-F1"]
     head += ["+ TTA acc", "+ TTA macro-F1"] if tta else []
     print("| " + " | ".join(head + ["MLflow run"]) + " |")
     print("|" + "---|" * (len(head) + 1))
@@ -73,7 +75,9 @@ def main() -> None:
         history = [h.value for h in client.get_metric_history(run.info.run_id, SELECTION_METRIC)]
         epochs, best_val = len(history), max(history, default=nan)  # the epoch the test used
         params = m.get(METRIC_PARAMS) or count_params(model)
-        cells = [model, recipe_of(run.info.run_name), f"{params / 1e6:.1f}M" if params else "-", str(epochs), f"{m.get(METRIC_FIT_SECONDS, 0) / 60:.1f} min",
+        cells = [model, recipe_of(run.info.run_name), run.data.params.get(PARAM_DEVICE, "CPU, 2 cores"),
+                 f"{params / 1e6:.1f}M" if params else "-", str(epochs),
+                 f"{m.get(METRIC_FIT_SECONDS, 0) / 60:.1f} min",
                  f"{best_val:.3f}", f"{m.get('test/acc', nan):.3f}", f"{m.get('test/f1_macro', nan):.3f}"]
         cells += [f"{m.get('test_tta/acc', nan):.3f}", f"{m.get('test_tta/f1_macro', nan):.3f}"] if tta else []
         print("| " + " | ".join(cells + [run.info.run_name]) + " |")

@@ -28,6 +28,8 @@ if not OmegaConf.has_resolver("fer.run_tag"):
 _NOISE_LOGS = {"pytorch_lightning.utilities.rank_zero": ("litlogger",),
                "lightning.pytorch.utilities.rank_zero": ("litlogger",),
                "torch._export.non_strict_utils": ("Dim.AUTO",)}
+# the ONNX exporter's optimiser reports each of its passes at INFO level ("Removed 84 unused nodes")
+_QUIET_LOGGERS = ("onnx_ir", "onnxscript")
 _NOISE_WARNINGS = ("No complete tensor found in the group", "is not supported by the model summary",
                    r"\.test\(ckpt_path=\"best\"\)` is called with Trainer configured with multiple")
 
@@ -42,9 +44,11 @@ class _DropMessages(logging.Filter):
 
 
 def silence_library_noise() -> None:
-    """Drop the messages of _NOISE_LOGS / _NOISE_WARNINGS (idempotent)."""
+    """Drop the messages of _NOISE_LOGS / _NOISE_WARNINGS, and below-warning ones of _QUIET_LOGGERS (idempotent)."""
     import warnings
 
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name, fragments in _NOISE_LOGS.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessages) for f in logger.filters):

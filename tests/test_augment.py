@@ -77,6 +77,15 @@ def test_shift_and_flip_alone_are_exact_integer_crops_or_their_mirror():
     assert len(moves) > 20 and 16 < mirrored < 48
 
 
+def test_mirror_in_place_cpu_and_select_device_paths_agree():
+    from fer.data.augment import mirror
+
+    x, chosen = torch.rand(16, 1, 48, 48), torch.arange(16) % 3 == 0
+    selected = mirror(x.clone(), chosen, in_place=False)  # the path a GPU takes
+    assert torch.equal(selected, mirror(x.clone(), chosen, in_place=True))
+    assert torch.equal(selected[chosen], x[chosen].flip(-1)) and torch.equal(selected[~chosen], x[~chosen])
+
+
 def test_rotation_matches_kornia_for_the_same_angle_and_scale():
     """The grid's rotation/scale is kornia's RandomAffine for the same parameters (centre fixed, same sign)."""
     import kornia.geometry.transform as KT

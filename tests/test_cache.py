@@ -176,6 +176,35 @@ def test_damaged_entry_is_rebuilt_with_a_warning(damage, tmp_path, caplog):
     assert [p.name for p in (tmp_path / "c").iterdir() if p.name.startswith(".damaged-")] == []  # unused: removed
 
 
+def test_entry_removed_while_waiting_for_its_lock_counts_as_absent(tmp_path, monkeypatch):
+    """A clean-up removes an entry (holding its lock) just as a reader opens the lock file: the reader's lock is then
+    on a file that is no longer the entry's. It must not use the entry; open_cache builds it again."""
+    import fer.data.cache as cache_module
+    from fer.errors import DataError
+
+    src = SyntheticSource(n_train=70, n_test=14)
+    first = open_cache(src, tmp_path / "c", progress=False)
+    path, expected = first.path, np.array(first.images)
+    first.close()
+    hold = cache_module.cache_guard.hold
+
+    def hold_then_lose_the_race(folder, exclusive=False, wait=True):
+        fd = hold(folder, exclusive, wait)
+        if folder == path:  # what the cleaner did meanwhile: removed the entry, and a reader made a new lock file
+            shutil.rmtree(path)
+            path.mkdir()
+            (path / ".lock").touch()
+        return fd
+
+    monkeypatch.setattr(cache_module.cache_guard, "hold", hold_then_lose_the_race)
+    with pytest.raises(DataError, match="no such image cache entry"):
+        ImageCache(path)
+    monkeypatch.undo()
+    # the remains (a folder with only a lock file) are set aside, and the entry built again in its place
+    again = open_cache(src, tmp_path / "c", progress=False)
+    assert again.path == path and np.array_equal(again.images, expected)
+
+
 def test_killed_build_leaves_a_folder_that_the_next_build_removes(tmp_path):
     """kill -9 in the middle of a build: its temporary folder stays, unlocked; the next build of any entry removes
     it (once past the grace period that protects a build that has not locked its folder yet)."""

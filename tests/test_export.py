@@ -98,6 +98,15 @@ def test_a_file_that_does_not_match_the_checkpoint_is_not_kept(trained, work, mo
     with pytest.raises(UserError, match="does not match the checkpoint .*nothing was written"):
         export(work, trained("mlp"), f"output={work / 'broken.onnx'}")
     assert not (work / "broken.onnx").exists()
+    # a failed export over a good earlier one leaves that file as it was
+    monkeypatch.undo()
+    export(work, trained("mlp"), f"output={work / 'kept.onnx'}")
+    good = (work / "kept.onnx").read_bytes()
+    monkeypatch.setattr(app, "compare", lambda ref, got: real(ref, np.roll(got, 1, axis=1)))
+    with pytest.raises(UserError, match="nothing was written"):
+        export(work, trained("mlp"), f"output={work / 'kept.onnx'}")
+    assert (work / "kept.onnx").read_bytes() == good
+    assert [p.name for p in work.glob(".kept*")] == []  # no staged file left behind
 
 
 def test_int8_quantised_model(trained, work):
@@ -136,19 +145,29 @@ def test_runtime_imports_no_torch_and_classifies(trained, work, tmp_path):
 
     out = work / "runtime.onnx"
     export(work, trained("mlp"), f"output={out}", "overwrite=true")
-    face = tmp_path / "face.png"
-    cv2.imwrite(str(face), np.random.default_rng(0).integers(0, 256, (61, 50, 3), dtype=np.uint8))
+    for folder in ("a", "b"):  # two photos with the same file name in two folders
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "in" / folder / "face.png"),
+                    np.random.default_rng(0).integers(0, 256, (61, 50, 3), dtype=np.uint8))
+    face, csv_out = tmp_path / "in" / "a" / "face.png", tmp_path / "runtime.csv"
+    cli = [str(out), str(tmp_path / "in"), "--output", str(csv_out)]
     code = (f"import sys, numpy as np\n"
             f"from fer.runtime import ExpressionModel\n"
+            f"from fer.runtime.__main__ import main\n"
             f"m = ExpressionModel({str(out)!r})\n"
             f"p = m.predict_proba(np.zeros((3, 48, 48), np.uint8))\n"
             f"f = m.classify_files([{str(face)!r}])\n"
             f"assert p.shape == (3, 7) and abs(p.sum() - 3) < 1e-4 and f[0].label in m.class_names\n"
+            f"print(main({cli!r}), main({cli!r}))\n"  # the CLI; the second run may not replace the CSV
             f"print(sorted(k for k in ('torch', 'pytorch_lightning', 'lightning', 'hydra', 'sklearn') "
             f"if k in sys.modules))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "[]"
+    assert proc.stdout.strip().splitlines()[-2:] == ["0 2", "[]"]
+    assert f"--output {csv_out} exists; give another path, or --overwrite" in proc.stderr
+    rows = csv_out.read_text().splitlines()
+    assert rows[0] == "image,label," + ",".join(CLASS_NAMES) and len(rows) == 3
+    assert sorted(r.split(",")[0] for r in rows[1:]) == ["a/face.png", "b/face.png"]  # names kept apart
 
 
 def test_runtime_refuses_foreign_models_and_bad_arrays(work, tmp_path, trained):
@@ -175,6 +194,12 @@ def test_runtime_refuses_foreign_models_and_bad_arrays(work, tmp_path, trained):
         model.predict_proba(np.zeros((2, 48, 48), np.float32))
     odd = [np.zeros((64, 64), np.uint8), np.zeros((30, 40, 3), np.uint8)]  # any size or colour is converted
     assert model.predict_proba(odd).shape == (2, 7) and len(model.predict(odd)) == 2
+    # one colour photo as OpenCV reads it ([H,W,3]) is one image, not H images of W x 3 pixels
+    photo = np.random.default_rng(0).integers(0, 256, (60, 50, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(model.faces_array(photo), model.faces_array([photo]))
+    assert model.predict_proba(photo).shape == (1, 7)
+    with pytest.raises(UserError, match="batch_size must be >= 1"):
+        model.predict_proba(photo, batch_size=0)
 
 
 def test_numpy_tta_views_are_the_torch_ones():

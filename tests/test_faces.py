@@ -152,6 +152,14 @@ def test_predict_faces_rows_and_annotations(ckpt, photos, tmp_path):
     assert (tmp_path / "drawn" / "no_face.png").is_file()
 
 
+def test_annotated_copy_path_is_known_before_writing(tmp_path):
+    # the output guard checks the file that annotate_photo will write, so the PNG fallback is decided up front
+    from fer.predict.faces import annotated_path
+
+    assert annotated_path(tmp_path / "a.jpg") == tmp_path / "a.jpg"
+    assert annotated_path(tmp_path / "a.unknownformat") == tmp_path / "a.png"
+
+
 def test_predict_faces_bad_input(ckpt, photos, tmp_path):
     with pytest.raises(UserError, match="face_detect=true needs photos"):
         _predict(ckpt, tmp_path)

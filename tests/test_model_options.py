@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from fer.models.base import optimizer_config, random_crops, ten_crops
+from fer.models.base import optimizer_config
+from fer.models.crops import random_crops, ten_crops
 from fer.models.loading import load_model
 from fer.training import run_training
 
@@ -62,8 +63,13 @@ def test_compiled_model_trains_and_matches_the_plain_one(tmp_path, one_thread):
     (best,) = (Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt")
     checkpoint = torch.load(best, weights_only=True)
     assert not any("_orig_mod" in k or "compiled" in k for k in checkpoint["state_dict"])  # same keys as ever
-    compiled, plain = load_model(best), load_model(best)
-    plain.__dict__.pop("_compiled_net")
+    # loading for inference never compiles (predict.py, export): the plain network, whatever training did
+    plain = load_model(best)
+    assert checkpoint["hyper_parameters"]["compile"] is True and "_compiled_net" not in plain.__dict__
+    compiled = type(plain)(**checkpoint["hyper_parameters"])
+    compiled.load_state_dict(checkpoint["state_dict"])
+    compiled.eval()
+    assert "_compiled_net" in compiled.__dict__
     x = torch.rand(8, 1, 48, 48)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), plain(x), atol=1e-5, rtol=1e-5)
@@ -77,3 +83,22 @@ def test_fused_optimizer_kernels_on_cuda_only(target):
     assert "fused" not in optimizer_config(cfg, torch.device("cpu"))
     assert optimizer_config({**cfg, "fused": False}, torch.device("cuda"))["fused"] is False
     assert "fused" not in optimizer_config({"_target_": "torch.optim.LBFGS"}, torch.device("cuda"))
+
+
+def test_epoch_loss_is_the_weighted_mean_over_every_real_image_padding_batches_included():
+    # the eval losses are summed on the device and divided once per epoch: the same weighted mean as one
+    # cross_entropy over the whole split, and an all-padding DDP batch (labels -1) adds nothing (no nan)
+    from fer.models.registry import get_model_class
+
+    model = get_model_class("mlp")(hidden=[8], label_smoothing=0.1)
+    model.class_weight.copy_(torch.linspace(0.5, 2.0, 7))
+    torch.manual_seed(0)
+    batches = [(torch.randn(5, 7), torch.randint(0, 7, (5,))), (torch.randn(3, 7), torch.full((3,), -1)),
+               (torch.randn(4, 7), torch.tensor([2, -1, 6, 0]))]
+    for logits, y in batches:
+        model._add_eval_loss("val/loss", logits, y)
+    value, weight = model._epoch_sums["val/loss"].tolist()
+    logits, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    expected = torch.nn.functional.cross_entropy(logits, y, weight=model.class_weight, ignore_index=-1,
+                                                 label_smoothing=0.1)
+    assert value / weight == pytest.approx(float(expected), rel=1e-5)

@@ -24,7 +24,8 @@ from fer.classes import CLASS_NAMES  # noqa: E402
 from fer.errors import UserError  # noqa: E402
 from fer.errors import DataError  # noqa: E402
 from fer.predict.app import run_predict  # noqa: E402
-from fer.predict.submission import PROB_COLUMNS, output_names, write_csv_atomic  # noqa: E402
+from fer.data.names import output_names  # noqa: E402
+from fer.predict.submission import PROB_COLUMNS, write_csv_atomic  # noqa: E402
 
 # every model config; files starting with "_" are shared parts, not models. A new model is tested automatically.
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_"))
@@ -274,10 +275,16 @@ def test_fit_weights_prefers_the_better_member():
     assert log_lik(fitted) >= log_lik(np.full(3, 1 / 3))
 
 
-def test_ensemble_weights_given_and_fitted_on_val(trained, work, challenge, caplog):
+def test_ensemble_weights_given_and_fitted_on_val(trained, work, challenge, caplog, monkeypatch):
     import torch
 
+    import fer.models.calibration as calibration
+
     a, b = trained(MODELS[0]), trained(MODELS[-1])
+    # a strong re-tempering (T = 0.1: sharper), so that applying it per TTA view instead of to their mean shows
+    fitted_on = []
+    monkeypatch.setattr(calibration, "fit_temperature",
+                        lambda scores, labels, weight=None: fitted_on.append((scores, labels)) or 10.0)
     # the data the fixture's members were trained on (train_overrides), so the val split is theirs
     data = ("data=synthetic", "data.source.n_train=290", "data.source.n_test=8", "data.val_fraction=0.05",
             "split=test", "precision=fp32")
@@ -304,7 +311,6 @@ def test_ensemble_weights_given_and_fitted_on_val(trained, work, challenge, capl
     from fer.data.splits import train_val_indices
     from fer.data.sources import SyntheticSource
     from fer.models.loading import load_model
-    from fer.models.calibration import fit_temperature
     from fer.predict.ensemble import fit_weights
 
     cache = open_cache(SyntheticSource(n_train=290, n_test=8), work / "cache", progress=False)
@@ -313,8 +319,10 @@ def test_ensemble_weights_given_and_fitted_on_val(trained, work, challenge, capl
     labels = cache.labels[val]
     np.testing.assert_allclose(w, fit_weights(val_probs, labels), atol=1e-4)
     assert info["member_acc"] == pytest.approx([float((p.argmax(1) == labels).mean()) for p in val_probs])
-    mixture = np.tensordot(w, val_probs, axes=1)
-    assert info["temperature"] == pytest.approx(1 / fit_temperature(np.log(mixture), labels), rel=1e-3)
+    # the temperature was fitted on the log of the fitted mixture's val probabilities
+    assert info["temperature"] == pytest.approx(0.1) and len(fitted_on) == 1
+    np.testing.assert_allclose(fitted_on[0][0], np.log(np.tensordot(w, val_probs, axes=1)), atol=1e-4)
+    np.testing.assert_array_equal(fitted_on[0][1], labels)
 
     # images from input=: the val split still comes from data= (its own cache, opened for the weights)
     folder, _ = predict(work, [a, b], *data, "ensemble_weights=val", f"input={challenge / 'images_test'}")
@@ -537,13 +545,16 @@ def test_output_never_replaces_a_file_predict_did_not_write(fast_ckpt, work, tmp
     args = (f"input={challenge / 'images_test'}",)
     target = tmp_path / "passwd"
     target.write_text("root:x:0:0:root:/root:/bin/bash\n")
-    with pytest.raises(UserError, match=r"output=.*passwd exists and is not an output of predict.py.*overwrite=true"):
+    with pytest.raises(UserError, match=r"output=.*passwd exists and is not an output of fer.*overwrite=true"):
         predict(work, fast_ckpt, *args, output=target)
+    # refused before anything is read: a checkpoint that does not exist is not even looked at
+    with pytest.raises(UserError, match=r"output=.*passwd exists"):
+        predict(work, tmp_path / "missing.ckpt", *args, output=target)
     assert target.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
     # a labels CSV looks just like a submission (image,label rows): it is still not ours
     labels = challenge / "challengeA_train.csv"
     before = labels.read_text()
-    with pytest.raises(UserError, match="challengeA_train.csv exists and is not an output of predict.py"):
+    with pytest.raises(UserError, match="challengeA_train.csv exists and is not an output of fer"):
         predict(work, fast_ckpt, *args, "columns=[file_name,expression]", output=labels)
     assert labels.read_text() == before
     # our own output: re-running into it is fine; once edited by hand, it is the user's
@@ -552,7 +563,7 @@ def test_output_never_replaces_a_file_predict_did_not_write(fast_ckpt, work, tmp
     predict(work, fast_ckpt, *args, "label_format=name", output=ours)
     assert read_csv(ours)[1][0][1] in CLASS_NAMES
     ours.write_text(ours.read_text() + "extra,row\n")
-    with pytest.raises(UserError, match="ours.csv exists and is not an output of predict.py"):
+    with pytest.raises(UserError, match="ours.csv exists and is not an output of fer"):
         predict(work, fast_ckpt, *args, output=ours)
     # overwrite=true replaces anything
     result, _ = predict(work, fast_ckpt, *args, "overwrite=true", output=target)

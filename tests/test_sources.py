@@ -235,3 +235,18 @@ def test_challenge_csv_columns_found_by_content_or_position_are_reported(challen
     else:
         assert "challengeA_train.csv has no header row: its first line is read as data" in manifest.notes
         assert reported and "'column 1'" in reported[0] and "'column 2'" in reported[0]
+
+
+def test_jpeg_size_is_found_behind_a_large_metadata_block():
+    """A camera JPEG can carry 100 KB of EXIF/ICC before its frame header: the size is still read from the header,
+    so the pixel limit applies before decoding."""
+    from fer.data.decode import decode_bytes, image_size
+
+    ok, enc = cv2.imencode(".jpg", np.full((40, 64), 128, np.uint8))
+    enc = enc.tobytes()
+    app = b"".join(b"\xff\xe1" + (65535).to_bytes(2, "big") + bytes(65533) for _ in range(2))  # two full APP1s
+    jpeg = np.frombuffer(enc[:2] + app + enc[2:], np.uint8)
+    assert cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE).shape == (40, 64)  # still a valid JPEG
+    assert image_size(jpeg) == (64, 40)
+    with pytest.raises(ValueError, match="64x40 pixels, over the limit of 1,000"):
+        decode_bytes(jpeg, max_pixels=1000)

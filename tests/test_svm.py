@@ -100,7 +100,7 @@ def test_fits_once_in_exactly_one_epoch(trained):
     assert model.fit_info["svm_n_train"] == n_batches * 64
     assert Path(trained.ckpt).is_file()
     assert 0.0 < float(model.temperature) < 1e3 and float(model.temperature) != 1.0  # fitted on val
-    assert {"val/acc", "val/loss", "val/temperature", "train/svm_fit_seconds"} <= set(trained.fit_metrics)
+    assert {"val/acc", "val/loss", "train/acc", "val/temperature", "train/svm_fit_seconds"} <= set(trained.fit_metrics)
     assert trained.fit_metrics["val/temperature"] == pytest.approx(float(model.temperature))
 
 

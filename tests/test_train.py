@@ -41,7 +41,9 @@ def test_one_epoch_mlflow_run_and_reload(model_name, tmp_path):
     rid = run.info.run_id
     assert run.info.status == "FINISHED" and run.data.params["model"] == model_name
     metrics = run.data.metrics
-    assert {"test/acc", "test/f1_macro", "test_tta/acc", "val/acc", "train/loss", "test/recall_disgust"} <= set(metrics)
+    assert {"test/acc", "test/f1_macro", "test_tta/acc", "val/acc", "train/loss", "train/acc",
+            "test/recall_disgust"} <= set(metrics)
+    assert 0 <= metrics["train/acc"] <= 1
     if cfg.model.get("optimizer"):  # LearningRateMonitor: the learning rate of every epoch
         lr_keys = [k for k in metrics if k.startswith("lr-")]
         assert len(lr_keys) == 1 and metrics[lr_keys[0]] > 0, sorted(metrics)
@@ -212,6 +214,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     probs, labels = score_test_split(cfg, load_model(best[0]), precision=None)
     assert len(labels) == 71
     assert results["test/acc"] == pytest.approx(float((probs.argmax(1) == labels).mean()), abs=1e-6)
+    assert results["test/loss"] == pytest.approx(nll(probs, labels), rel=1e-4, abs=1e-5)  # padding copy not in it
 
 
 @pytest.mark.parametrize("args,message,code", [

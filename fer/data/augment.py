@@ -59,17 +59,30 @@ class RandomShiftFlip(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        s = self.shift
-        padded = F.pad(x, (s, s, s, s), mode="reflect") if s else x
-        # every (dy, dx) crop of the padded batch as a view [B,C,2s+1,2s+1,H,W]; one indexing copies B crops
-        windows = padded.unfold(2, h, 1).unfold(3, w, 1)
-        offsets = torch.randint(0, 2 * s + 1, (2, b), device=x.device)
-        out = windows[torch.arange(b, device=x.device), :, offsets[0], offsets[1]]
-        if self.flip:
-            mirrored = torch.rand(b, device=x.device) < 0.5
-            out[mirrored] = out[mirrored].flip(-1)
-        return out
+        return shift_flip(x, self.shift, self.flip)
+
+
+def shift_flip(x: torch.Tensor, shift: int, flip: bool) -> torch.Tensor:
+    """RandomShiftFlip's work: one indexing copy for the shifts, then the mirrors."""
+    b, c, h, w = x.shape
+    s = shift
+    padded = F.pad(x, (s, s, s, s), mode="reflect") if s else x
+    # every (dy, dx) crop of the padded batch as a view [B,C,2s+1,2s+1,H,W]; one indexing copies B crops
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)
+    offsets = torch.randint(0, 2 * s + 1, (2, b), device=x.device)
+    out = windows[torch.arange(b, device=x.device), :, offsets[0], offsets[1]]
+    if flip:
+        out = mirror(out, torch.rand(b, device=x.device) < 0.5, in_place=x.device.type == "cpu")
+    return out
+
+
+def mirror(x: torch.Tensor, chosen: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """x with the images where `chosen` [B] is true mirrored. In place: flips only those (the cheapest on a CPU);
+    otherwise a select, since boolean indexing makes the host wait for a GPU (the result's size is data)."""
+    if in_place:
+        x[chosen] = x[chosen].flip(-1)
+        return x
+    return torch.where(chosen.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 class BatchAugment(nn.Module):
@@ -122,6 +135,9 @@ class FusedAugment(nn.Module):
         return x
 
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.affine_p and (self.degrees or self.scale)):
+            # integer shifts and mirrors only: an indexing copy, ~10x cheaper than resampling on a CPU
+            return shift_flip(x, self.shift, self.flip)
         b, _, h, w = x.shape
         dev = x.device
         u = torch.rand(b, 4, device=dev)  # flip, affine on/off, angle, scale

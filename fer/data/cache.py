@@ -68,11 +68,17 @@ class ImageCache:
 
     def __init__(self, path: Path, verify: bool = True):
         self.path = Path(path)
+        self._lock_fd: int | None = None
         try:
-            self._lock_fd: int | None = cache_guard.hold(self.path)
+            self._lock_fd = cache_guard.hold(self.path)
+            # a clean-up may have removed the entry while we waited for the lock: our lock is then on a file that
+            # is no longer the entry's (or the folder is gone), and the entry must be treated as absent
+            if os.fstat(self._lock_fd).st_ino != os.stat(self.path / cache_guard.LOCK).st_ino:
+                raise FileNotFoundError(self.path / cache_guard.LOCK)
+            os.utime(self.path / cache_guard.LOCK)  # last use: old unused entries are removed by age
         except FileNotFoundError:
+            self.close()
             raise DataError(f"{self.path}: no such image cache entry") from None
-        os.utime(self.path / cache_guard.LOCK)  # last use: old unused entries are removed by age
         info_file = self.path / "info.json"
         if not info_file.is_file():
             self.close()
@@ -220,6 +226,26 @@ def _open_existing(final: Path) -> ImageCache | None:
         return None
 
 
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename the finished build to `final`. Another process may have finished the same entry first (theirs is
+    identical: ours is dropped), or left a folder there that is no entry (the remains of a removal that raced with a
+    reader): that is set aside, and the rename tried once more."""
+    for attempt in range(2):
+        try:
+            os.rename(tmp, final)
+            return
+        except OSError:
+            if (final / "info.json").is_file():
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            if attempt:
+                raise
+            try:
+                os.rename(final, final.with_name(f".damaged-{final.name}-{secrets.token_hex(3)}"))
+            except FileNotFoundError:
+                pass  # gone meanwhile: the second rename finds the place free
+
+
 def open_cache(source, cache_dir: str | Path, on_bad_image: str = "error", progress: bool = True,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageCache:
     """Open the cache entry for `source` (an object with .manifest() and .name), building it if needed."""
@@ -242,12 +268,7 @@ def open_cache(source, cache_dir: str | Path, on_bad_image: str = "error", progr
     started = time.perf_counter()
     try:
         info = _write_entry(manifest, tmp, bad, fp, progress)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished the same entry first: theirs is identical, use it
-            if not (final / "info.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        _move_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

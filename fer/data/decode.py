@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from fer.classes import IMAGE_SIZE
 
@@ -44,15 +43,16 @@ def to_gray48(img: np.ndarray) -> tuple[np.ndarray, bool, bool]:
     return img, resized, was_color
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame marker, read without decoding."""
+def _jpeg_size(data: memoryview) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame marker, read without decoding. The walk jumps from segment
+    header to segment header, so a large EXIF or ICC block before the frame costs nothing."""
     i = 2
     while i + 9 < len(data):
         if data[i] != 0xFF:
             return None
         marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
+        if marker in (0xD8, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:  # markers without a length (0xFF: fill byte)
+            i += 1 if marker == 0xFF else 2
             continue
         length = int.from_bytes(data[i + 2:i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
@@ -64,16 +64,24 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 def image_size(buf: np.ndarray) -> tuple[int, int] | None:
     """(width, height) read from the file header (JPEG and PNG here, other formats through Pillow's lazy open),
     or None when the header does not tell."""
-    head = buf[:64 * 1024].tobytes()
+    head = buf[:32].tobytes()
     if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     if head.startswith(_JPEG_SOI):
-        return _jpeg_size(head)
+        size = _jpeg_size(memoryview(np.ascontiguousarray(buf)))
+        if size is not None:
+            return size
+    return _pillow_size(buf)
+
+
+def _pillow_size(buf: np.ndarray) -> tuple[int, int] | None:
     import io
     import warnings
 
-    from PIL import Image
-
+    try:
+        from PIL import Image
+    except ImportError:  # Pillow is optional here: without it only JPEG and PNG headers are read
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's own decompression-bomb warning: the caller decides
@@ -127,6 +135,8 @@ def decode_files(paths: list[str], out: np.ndarray, desc: str = "decoding images
             except (ValueError, OSError, cv2.error) as exc:
                 errs[i] = str(exc)
         return min(start + chunk, n) - start, n_resized, n_color, errs
+
+    from tqdm.auto import tqdm  # here: decode_bytes alone (predict.py's photos, the runtime) needs no tqdm
 
     resized = color = 0
     with ThreadPoolExecutor(workers) as pool, tqdm(total=n, desc=desc, unit="img", disable=not progress,

@@ -5,6 +5,8 @@ optionally quantise it to int8, and attach the file to the checkpoint's MLflow r
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +50,12 @@ def _sample(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 def run_export(cfg) -> ExportResult:
     from omegaconf import OmegaConf
 
+    from fer.cli import silence_library_noise
     from fer.predict.inputs import as_list
     from fer.predict.output_guard import OutputGuard
     from fer.predict.resolve import resolve_checkpoint
 
+    silence_library_noise()
     if OmegaConf.is_missing(cfg, "ckpt") or len(as_list(cfg.ckpt)) != 1:
         raise UserError("which model? ckpt=PATH.ckpt, a train.py run folder, an MLflow run id, runs:/<id>, best or "
                         "best:<model> (one checkpoint: an ensemble is exported member by member)")
@@ -94,15 +98,23 @@ def run_export(cfg) -> ExportResult:
                      temperature=float(getattr(model, CALIBRATION_KEY)), source_checkpoint=str(resolved.path),
                      mlflow_run_id=_run_of(resolved), val_split=record, val_acc=val_acc,
                      exported=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    export_onnx(model, output, info, cfg.opset)
-    images = np.asarray(cache.images)[check_rows]
-    reference = torch_probabilities(model, images)
-    comparison = compare(reference, ExpressionModel(output).predict_proba(images))
-    if not comparison.ok:
-        output.unlink(missing_ok=True)
-        raise UserError(f"the ONNX model does not match the checkpoint on {comparison.n} images of data={data.name} "
-                        f"(max |diff| {comparison.max_abs_diff:.2g}, same class on {comparison.agreement:.2%}); "
-                        "nothing was written")
+    # written and checked under a name of its own beside the target, which it replaces only once it passed: a
+    # failed export leaves the previous file as it was
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, staged = tempfile.mkstemp(prefix=f".{output.stem}-", suffix=output.suffix, dir=output.parent)
+    os.close(fd)
+    try:
+        export_onnx(model, Path(staged), info, cfg.opset)
+        images = np.asarray(cache.images)[check_rows]
+        reference = torch_probabilities(model, images)
+        comparison = compare(reference, ExpressionModel(staged).predict_proba(images))
+        if not comparison.ok:
+            raise UserError(f"the ONNX model does not match the checkpoint on {comparison.n} images of "
+                            f"data={data.name} (max |diff| {comparison.max_abs_diff:.2g}, same class on "
+                            f"{comparison.agreement:.2%}); nothing was written")
+        os.replace(staged, output)
+    finally:
+        Path(staged).unlink(missing_ok=True)
     guard.record(output)
     result = ExportResult(output, comparison, val_acc, run_id=info.mlflow_run_id)
     if int8_path is not None:

@@ -43,11 +43,11 @@ def quantize_int8(fp32: Path, out: Path, calibration_images: np.ndarray, batch_s
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         out.parent.mkdir(parents=True, exist_ok=True)
-        staged = out.with_name(f".{out.name}.tmp")  # beside the target: the rename is atomic
+        fd, staged = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=out.suffix, dir=out.parent)  # atomic rename
+        os.close(fd)
         try:
-            onnx.save(proto, str(staged))
+            onnx.save(proto, staged)
             os.replace(staged, out)
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            raise
+        finally:
+            Path(staged).unlink(missing_ok=True)
     return out

@@ -20,6 +20,7 @@ from torchmetrics.classification import (MulticlassAccuracy, MulticlassCalibrati
                                          MulticlassRecall)
 
 from fer.classes import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
+from fer.models.crops import random_crops, ten_crops
 from fer.tta import NAMED_VIEWS, tta_proba
 
 _MAX_MISCLASSIFIED_KEPT = 64
@@ -67,9 +68,10 @@ class FERClassifier(pl.LightningModule):
         checked = {"ignore_index": -1, "validate_args": False}
         metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro", **checked),
                                     "f1_macro": MulticlassF1Score(NUM_CLASSES, average="macro", **checked)})
-        # training logs accuracy only: macro-F1 per step costs ~10% of a fast model's (MLP) step time
-        self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(NUM_CLASSES, average="micro", **checked)},
-                                              prefix="train/")
+        # epoch sums (value, weight) for train/acc and the eval losses, kept on the device and read once per
+        # epoch: a torchmetrics update or a per-step batch mean reads values back on every step, and an
+        # all-padding DDP batch (labels -1) has no mean at all
+        self._epoch_sums: dict[str, torch.Tensor] = {}
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         # with test_tta, the test split is also scored with test-time augmentation (test_tta/acc ...), so one
@@ -121,32 +123,46 @@ class FERClassifier(pl.LightningModule):
         return F.cross_entropy(logits.float(), y, weight=self.class_weight, ignore_index=-1,
                                label_smoothing=self.hparams.label_smoothing)
 
-    def _log_eval_loss(self, name: str, logits: torch.Tensor, y: torch.Tensor) -> None:
-        # under DDP a batch can be all padding (label -1): its loss would be nan. The check syncs with the
-        # device, so it is only made where padding can happen.
-        if self.trainer.world_size > 1 and not bool((y >= 0).any()):
-            return
-        self.log(name, self._loss(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
+    def _add_eval_loss(self, name: str, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """The split's loss: the same weighted mean as _loss, over every (non-padding) image of the epoch."""
+        total = F.cross_entropy(logits.float(), y, weight=self.class_weight, ignore_index=-1,
+                                label_smoothing=self.hparams.label_smoothing, reduction="sum")
+        self.add_to_epoch(name, total, (self.class_weight[y.clamp_min(0)] * (y >= 0)).sum())
+
+    def add_to_epoch(self, name: str, value: torch.Tensor, weight: torch.Tensor) -> None:
+        """Adds to the epoch sums of `name`, logged as sum(value) / sum(weight) by log_epoch_sums."""
+        pair = torch.stack([value.detach().float(), weight.detach().float()])
+        self._epoch_sums[name] = self._epoch_sums[name] + pair if name in self._epoch_sums else pair
+
+    def log_epoch_sums(self, *names: str) -> None:
+        for name in names:
+            pair = self._epoch_sums.pop(name, None)
+            if pair is None:
+                continue
+            if self.trainer.world_size > 1:  # every rank adds to every name (padding batches too): same order
+                pair = self.trainer.strategy.reduce(pair, reduce_op="sum")
+            # equal on every rank after the reduction; sync_dist keeps Lightning's DDP epoch-logging contract
+            self.log(name, pair[0] / pair[1].clamp_min(1e-12), prog_bar=name == "train/acc", sync_dist=True)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = self._loss(logits, y)
-        self.train_metrics.update(logits.detach(), y)
+        self.add_to_epoch("train/acc", (logits.argmax(1) == y).sum(), (y >= 0).sum())
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute(), sync_dist=True)
-        self.train_metrics.reset()
+        self.log_epoch_sums("train/acc")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
         self.val_metrics.update(logits, y)
-        self._log_eval_loss("val/loss", logits, y)
+        self._add_eval_loss("val/loss", logits, y)
 
     def on_validation_epoch_end(self) -> None:
+        self.log_epoch_sums("val/loss")
         values = self.val_metrics.compute()
         self.log("val/acc", values.pop("val/acc"), prog_bar=True, sync_dist=True)
         self.log_dict(values, sync_dist=True)
@@ -161,11 +177,11 @@ class FERClassifier(pl.LightningModule):
         self.test_metrics.update(probs, y)
         self.test_recall.update(probs, y)
         self.test_ece.update(probs, y)
-        self._log_eval_loss("test/loss", torch.log(probs.clamp_min(1e-12)), y)
+        self._add_eval_loss("test/loss", torch.log(probs.clamp_min(1e-12)), y)
         if self.test_tta_views is not None:
             tta_probs = tta_proba(self.predict_proba, x, *self.test_tta_views)
             self.test_tta_metrics.update(tta_probs, y)
-            self._log_eval_loss("test_tta/loss", torch.log(tta_probs.clamp_min(1e-12)), y)
+            self._add_eval_loss("test_tta/loss", torch.log(tta_probs.clamp_min(1e-12)), y)
         out = self.test_outputs
         out["probs"].append(probs.cpu())
         out["labels"].append(y.cpu())
@@ -183,6 +199,7 @@ class FERClassifier(pl.LightningModule):
             out["wrong_preds"].append(probs[wrong].argmax(1).cpu())
 
     def on_test_epoch_end(self) -> None:
+        self.log_epoch_sums("test/loss", "test_tta/loss")
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
         if self.test_tta_views is not None:
             self.log_dict(self.test_tta_metrics.compute(), sync_dist=True)
@@ -237,8 +254,9 @@ class FERClassifier(pl.LightningModule):
     # ---- checkpoints ---------------------------------------------------------------------------------
     @classmethod
     def inference_kwargs(cls, hparams: dict[str, Any]) -> dict[str, Any]:
-        """Constructor arguments to rebuild a trained model from its checkpoint's hyper-parameters."""
-        return dict(hparams)
+        """Constructor arguments to rebuild a trained model from its checkpoint's hyper-parameters (for inference:
+        not compiled, whatever training did)."""
+        return {**hparams, "compile": False}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # which model to rebuild: its registered name (fer.models.registry), never an import path
@@ -272,22 +290,3 @@ def optimizer_config(cfg: dict, device: torch.device) -> dict:
         if "fused" in inspect.signature(getattr(importlib.import_module(module), name)).parameters:
             cfg["fused"] = True
     return cfg
-
-
-def random_crops(x: torch.Tensor, size: int) -> torch.Tensor:
-    """One random size x size crop of each image of [B,C,H,W], by one indexing over a view of every window."""
-    b, _, h, w = x.shape
-    windows = x.unfold(2, size, 1).unfold(3, size, 1)  # [B,C,H-size+1,W-size+1,size,size], a view
-    oy = torch.randint(0, h - size + 1, (b,), device=x.device)
-    ox = torch.randint(0, w - size + 1, (b,), device=x.device)
-    return windows[torch.arange(b, device=x.device), :, oy, ox]
-
-
-def ten_crops(x: torch.Tensor, size: int) -> torch.Tensor:
-    """[10B,C,size,size]: the four corner crops and the centre crop of each image, then the same mirrored."""
-    h, w = x.shape[-2:]
-    cy, cx = (h - size) // 2, (w - size) // 2
-    crops = [x[..., y:y + size, c:c + size] for y, c in ((0, 0), (0, w - size), (h - size, 0),
-                                                          (h - size, w - size), (cy, cx))]
-    crops += [c.flip(-1) for c in crops]
-    return torch.cat(crops)

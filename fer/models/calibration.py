@@ -10,16 +10,17 @@ import numpy as np
 def fit_temperature(scores: np.ndarray, labels: np.ndarray, weight: np.ndarray | None = None) -> float:
     """k > 0 minimising the (class-weighted) mean NLL of softmax(k * scores): a 1-D bounded search on log k.
     (softmax(logits / T) is calibrated with T = 1 / k.)"""
-    import torch
-    import torch.nn.functional as F
     from scipy.optimize import minimize_scalar
 
-    s = torch.as_tensor(np.asarray(scores), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    w = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)[y]  # as torch's cross_entropy
 
     def nll(log_k: float) -> float:
-        return float(F.cross_entropy(s * np.exp(log_k), y, weight=w))
+        z = s * np.exp(log_k)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))
+        return float(-(w * logp).sum() / w.sum())
 
     res = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded", options={"xatol": 1e-4})
     return float(np.exp(res.x))

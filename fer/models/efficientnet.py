@@ -35,4 +35,4 @@ class EfficientNet(FERClassifier):
     @classmethod
     def inference_kwargs(cls, hparams: dict[str, Any]) -> dict[str, Any]:
         # the checkpoint holds every weight: do not read the ImageNet file again (it may not be installed)
-        return {**hparams, "pretrained": False}
+        return {**super().inference_kwargs(hparams), "pretrained": False}

@@ -210,10 +210,9 @@ class HogSVM(FERClassifier):
             scores = self._all_classes(self.pipeline[1:].decision_function(features))
             logits = torch.from_numpy(scores.astype(np.float32)).to(self.device) * self.temperature
             y = torch.from_numpy(labels).to(self.device)
-            self.train_metrics.update(logits, y)
+            self.add_to_epoch("train/acc", (logits.argmax(1) == y).sum(), (y >= 0).sum())
             self.log("train/loss", self._loss(logits, y), batch_size=len(y))
-            self.log_dict(self.train_metrics.compute())
-            self.train_metrics.reset()
+            self.log_epoch_sums("train/acc")
         if self.fitted:
             self.trainer.should_stop = True
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fer.cli import check_recipe_for, silence_library_noise
 from fer.errors import UserError
-from fer.predict.inputs import as_list, read_images, scan_faces
-from fer.predict.outputs import PredictResult, write_faces, write_images
+from fer.predict.inputs import as_list, face_detector, read_images, scan_faces, video_input
+from fer.predict.outputs import PredictResult, output_guard, write_faces, write_images, write_video
 from fer.predict.resolve import resolve_all
 from fer.predict.submission import check_label_format
 from fer.predict.summary import print_summary
@@ -35,6 +35,11 @@ def _check_call(cfg) -> tuple[str | list[float], list[str]]:
     inputs = as_list(cfg.get("input"))
     if cfg.face_detect and not inputs:
         raise UserError("face_detect=true needs photos: input=photo.jpg, input=FOLDER or input=[a.jpg,b.jpg]")
+    # a file we may not replace is refused now, not after minutes of reading and predicting (checked again on write)
+    guard = output_guard(cfg)
+    guard.check(Path(cfg.output), "output")
+    if cfg.get("annotate_video"):
+        guard.check(Path(cfg.annotate_video), "annotate_video")
     return weights_choice, inputs
 
 
@@ -54,7 +59,11 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
         log.info("checkpoint: %s", r.describe())
     seconds["resolve"] = time.perf_counter() - t
     t = time.perf_counter()
-    data = scan_faces(cfg, inputs) if cfg.face_detect else read_images(cfg, inputs)
+    video = video_input(inputs)
+    if video is not None:
+        data = video
+    else:
+        data = scan_faces(cfg, inputs) if cfg.face_detect else read_images(cfg, inputs)
     seconds["faces" if cfg.face_detect else "data"] = time.perf_counter() - t
 
     model, score, device, precision = _engine(cfg, resolved, seconds)
@@ -76,16 +85,19 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
         weights_info = fit_weights_on_val(model, [r.spec for r in resolved], train_data, score)
         seconds["weights on val"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    if cfg.face_detect:
-        probs = score(model, data.crops, progress=False)
-    else:
-        probs = score(model, data.data.cache.images, data.idx)
-    seconds["predict"] = time.perf_counter() - t
+    def predict(images, rows=None, progress=cfg.progress):
+        return model.calibrated(score(model, images, rows, progress))
 
     t = time.perf_counter()
-    result = write_faces(cfg, data, probs, seconds) if cfg.face_detect else write_images(cfg, data, probs, seconds)
-    seconds["csv"] = time.perf_counter() - t
+    if video is not None:
+        result = _video(cfg, video, lambda crops: predict(crops, progress=False), seconds)
+    else:
+        probs = predict(data.crops, progress=False) if cfg.face_detect else predict(data.data.cache.images, data.idx)
+        seconds["predict"] = time.perf_counter() - t
+        t = time.perf_counter()
+        result = write_faces(cfg, data, probs, seconds) if cfg.face_detect else \
+            write_images(cfg, data, probs, seconds)
+        seconds["csv"] = time.perf_counter() - t
     result.seconds["total"] = time.perf_counter() - t_start + seconds.get("start-up", 0.0)
     result.extra.update(device=device, precision=precision, models=[r.describe() for r in resolved],
                         model_names=model.names)
@@ -93,6 +105,27 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
         result.extra["ensemble_weights"] = dict(weights_info, members=[r.spec for r in resolved],
                                                 weights=list(model.weights))
     print_summary(cfg, result)
+    return result
+
+
+def _video(cfg, video, predict, seconds: dict[str, float]) -> PredictResult:
+    """input=<video> / camera:N: the sampled frames' faces, classified frame by frame, followed by id."""
+    from fer.runtime.video import VideoStats, classify_video
+
+    stats = VideoStats()
+    annotate = Path(cfg.annotate_video).expanduser() if cfg.get("annotate_video") else None
+    guard = None
+    if annotate is not None:
+        guard = output_guard(cfg)
+        guard.check(annotate, "annotate_video")
+    rows = list(classify_video(predict, video.spec, cfg.video_every, cfg.get("video_fps"), face_detector(cfg),
+                               cfg.face_margin, cfg.video_smooth, cfg.get("video_max_frames"), annotate, stats))
+    if guard is not None:
+        guard.record(annotate)
+    seconds["video"] = stats.seconds
+    t = time.perf_counter()
+    result = write_video(cfg, video.spec, rows, stats, seconds)
+    seconds["csv"] = time.perf_counter() - t
     return result
 
 

@@ -18,7 +18,8 @@ class Ensemble:
     """predict_proba(x) = sum over members of weight * member.predict_proba(x); equal weights unless set.
     Members keep their own input handling (normalisation, upscaling, feature pipelines): nothing here knows
     which family a model is, nor whether they take torch tensors (checkpoints) or uint8 numpy arrays (ONNX).
-    `temperature` re-tempers the mixture (fitted on the val split with the weights)."""
+    `temperature` re-tempers the mixture (fitted on the val split with the weights): applied by `calibrated` to
+    the final probabilities, after any TTA averaging, because that is what it was fitted on."""
 
     def __init__(self, models: list, names: list[str] | None = None, weights: Sequence[float] | None = None):
         if not models:
@@ -47,13 +48,17 @@ class Ensemble:
                 continue  # a member fitted out of the mix costs nothing
             p = model.predict_proba(x) * weight
             total = p if total is None else total + p
-        if self.temperature == 1.0:
-            return total
-        q = total.clamp_min(1e-12) if hasattr(total, "clamp_min") else np.clip(total, 1e-12, None)
-        q = q ** (1.0 / self.temperature)  # softmax(log p / T), for torch tensors and numpy arrays alike
-        return q / q.sum(1, keepdims=True) if isinstance(q, np.ndarray) else q / q.sum(1, keepdim=True)
+        return total
 
     __call__ = predict_proba
+
+    def calibrated(self, probs: np.ndarray) -> np.ndarray:
+        """The mixture's final probabilities [N,7] (TTA views already averaged), re-tempered by `temperature`."""
+        if self.temperature == 1.0:
+            return probs
+        from fer.models.calibration import temper
+
+        return temper(probs, self.temperature)
 
 
 def fit_weights(member_probs: np.ndarray, labels: np.ndarray, max_iter: int = 1000, tol: float = 1e-7) -> np.ndarray:

@@ -63,17 +63,21 @@ def scan_photos(paths: list[str], detector: FaceDetector, margin: float = 0.1, o
     return scan
 
 
+def annotated_path(target: Path) -> Path:
+    """Where the annotated copy of a photo goes: its own name, or .png where OpenCV has no writer for that format.
+    Decided before writing, so the output guard checks the file that is really written."""
+    return target if cv2.haveImageWriter(str(target)) else target.with_suffix(".png")
+
+
 def annotate_photo(path: str, boxes: list[Box], probs: np.ndarray, out_path: Path) -> Path:
-    """A copy of the photo with each face's box and predicted label (and probability) drawn on it."""
+    """A copy of the photo with each face's box and predicted label (and probability) drawn on it, at out_path
+    (from annotated_path)."""
     img = draw_faces(decode_bytes(np.fromfile(path, dtype=np.uint8)), boxes, probs)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    ok = False
     try:
         ok = cv2.imwrite(str(out_path), img)
     except cv2.error:
         ok = False
-    if not ok:  # an extension OpenCV cannot write (e.g. .gif): PNG instead
-        out_path = out_path.with_suffix(".png")
-        if not cv2.imwrite(str(out_path), img):
-            raise UserError(f"cannot write annotated photo {out_path}")
+    if not ok:
+        raise UserError(f"cannot write annotated photo {out_path}")
     return out_path

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from fer.data.names import output_names
 from fer.data.opened import OpenedData, open_data, open_data_config
 from fer.data.splits import PREDICT_SPLITS, choose_split
 from fer.errors import DataError, UserError
-from fer.predict.submission import DEFAULT_COLUMNS, output_names, submission_columns
+from fer.predict.submission import DEFAULT_COLUMNS, submission_columns
 
 
 def as_list(value: Any) -> list[str]:
@@ -61,16 +62,46 @@ def read_images(cfg, inputs: list[str]) -> Images:
     return Images(data, split, idx, output_names([names_all[i] for i in idx]), tuple(columns))
 
 
+def face_detector(cfg):
+    from fer.data.faces import FaceDetector
+
+    return FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
+                        cfg.face_max_side)
+
+
 def scan_faces(cfg, inputs: list[str]):
     """face_detect=true: the photos of input=, their face boxes and 48x48 crops (fer.predict.faces.FaceScan)."""
     from fer.data.sources import ImageListSource
-    from fer.data.faces import FaceDetector
     from fer.predict.faces import scan_photos
 
     photos = ImageListSource(paths=inputs).manifest().names  # files and folders listed as for predict
-    detector = FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
-                            cfg.face_max_side)
-    scan = scan_photos(photos, detector, cfg.face_margin, cfg.on_bad_image, cfg.progress, cfg.max_image_pixels)
+    scan = scan_photos(photos, face_detector(cfg), cfg.face_margin, cfg.on_bad_image, cfg.progress,
+                       cfg.max_image_pixels)
     if not scan.photos:
         raise DataError(f"none of the {len(photos)} photo(s) could be read; see the messages above")
     return scan
+
+
+@dataclass
+class VideoInput:
+    """input=<video file> or input=camera:<index>: checked now (it opens and sends a frame), read after the model
+    is loaded."""
+
+    spec: str
+
+    def __post_init__(self) -> None:
+        from fer.runtime.video import VideoSource
+
+        VideoSource(self.spec).close()
+
+
+def video_input(inputs: list[str]) -> VideoInput | None:
+    """The video to read when input= names one (a video file or camera:N), else None."""
+    from fer.runtime.video import is_video
+
+    videos = [i for i in inputs if is_video(i)]
+    if not videos:
+        return None
+    if len(inputs) > 1:
+        raise UserError(f"input={inputs}: give one video (or camera:N) at a time, not mixed with other inputs")
+    return VideoInput(videos[0])

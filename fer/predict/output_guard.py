@@ -1,7 +1,7 @@
-"""predict.py never replaces a file it did not write. It keeps a ledger of its outputs (path -> SHA-256 of what it
-wrote) in <cache_dir>/outputs.json: an existing file may be replaced when the ledger has it with the same
-content, i.e. a previous prediction nobody has edited since; anything else (a labels CSV, a file of the user's,
-an output edited by hand) only with overwrite=true."""
+"""predict.py and export.py never replace a file they did not write. They keep a ledger of their outputs (path ->
+SHA-256 of what was written) in <cache_dir>/outputs.json: an existing file may be replaced when the ledger has it
+with the same content, i.e. an earlier output nobody has edited since; anything else (a labels CSV, a file of the
+user's, an output edited by hand) only with overwrite=true."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class OutputGuard:
         with self._locked() as entries:
             if entries.get(str(path)) == _sha256(path):
                 return
-        raise UserError(f"{setting}={path} exists and is not an output of predict.py (or was changed since it wrote "
+        raise UserError(f"{setting}={path} exists and is not an output of fer (or was changed since fer wrote "
                         "it); refusing to replace it: give another path, or overwrite=true to replace it")
 
     def record(self, *paths: Path) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from fer.classes import CLASS_NAMES, NUM_CLASSES
+from fer.data.names import output_names
 from fer.models.calibration import expected_calibration_error
 from fer.predict.output_guard import OutputGuard
-from fer.predict.submission import PROB_COLUMNS, format_label, output_names, prediction_table, write_csv_atomic
+from fer.predict.submission import PROB_COLUMNS, format_label, prediction_table, write_csv_atomic
 
 FACE_COLUMNS = ("image", "face", "x", "y", "w", "h", "label")
 
@@ -89,7 +90,7 @@ def write_images(cfg, data, probs: np.ndarray, seconds: dict[str, float]) -> Pre
 def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> PredictResult:
     """One row per face (`scan`: fer.predict.faces.FaceScan), left to right in each photo; a row for a photo
     without one. Optionally annotated copies of the photos."""
-    from fer.predict.faces import annotate_photo
+    from fer.predict.faces import annotate_photo, annotated_path
 
     shown = output_names(scan.photos)
     starts = np.cumsum([0] + [len(b) for b in scan.boxes])
@@ -122,7 +123,7 @@ def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> Pred
     if cfg.get("annotate"):
         folder = Path(cfg.annotate).expanduser()
         for p, photo in enumerate(scan.photos):
-            target = folder / shown[p]
+            target = annotated_path(folder / shown[p])
             guard.check(target, "annotate")
             drawn = annotate_photo(photo, scan.boxes[p], probs[starts[p]:starts[p + 1]], target)
             guard.record(drawn)
@@ -136,4 +137,28 @@ def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> Pred
                            skipped_file=str(skipped_file) if skipped_file else None)
     result.extra.update(photos=len(scan.photos), faces=scan.n_faces, no_face=no_face, detector=scan.detector,
                         annotated=annotated, columns=header)
+    return result
+
+
+VIDEO_COLUMNS = ("frame", "time", "face_id", "x", "y", "w", "h", "label")
+
+
+def write_video(cfg, spec: str, rows: list, stats, seconds: dict[str, float]) -> PredictResult:
+    """One CSV row per face per sampled frame (fer.runtime.video.FaceRow), in frame order."""
+    header = list(VIDEO_COLUMNS) + (list(PROB_COLUMNS) if cfg.probabilities else [])
+    lines = []
+    for r in rows:
+        line = [r.frame, f"{r.time:.3f}", r.face_id, *r.box, format_label(int(np.argmax(r.probabilities)),
+                                                                           cfg.label_format)]
+        lines.append(line + ([f"{v:.6f}" for v in r.probabilities] if cfg.probabilities else []))
+    written = write_csv_atomic(cfg.output, header, lines, output_guard(cfg))
+    probs = np.stack([r.probabilities for r in rows]).astype(np.float32) if rows else \
+        np.empty((0, NUM_CLASSES), np.float32)
+    result = PredictResult(output=Path(cfg.output), names=[f"{r.frame}#{r.face_id}" for r in rows], probs=probs,
+                           counts=_counts(probs.argmax(1) if len(probs) else np.empty(0, dtype=np.int64)),
+                           seconds=seconds, images_per_s=stats.faces / max(stats.seconds, 1e-9), rows=written)
+    result.extra.update(video=spec, frames_read=stats.frames_read, frames_sampled=stats.frames_sampled,
+                        faces=stats.faces, tracks=stats.tracks, interrupted=stats.interrupted,
+                        fps=stats.frames_sampled / max(stats.seconds, 1e-9), columns=header,
+                        annotated=[cfg.annotate_video] if cfg.get("annotate_video") else [])
     return result

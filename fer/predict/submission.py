@@ -26,19 +26,6 @@ def submission_columns(source) -> tuple[str, str] | None:
     return columns() if callable(columns) else None
 
 
-def output_names(names: Sequence[str]) -> list[str]:
-    """How each image is named in the CSV: its file name when those are unique (images_test/x.jpg -> x.jpg),
-    else its path relative to the deepest folder all of them share."""
-    base = [os.path.basename(n) for n in names]
-    if len(set(base)) == len(base):
-        return base
-    absolute = [os.path.abspath(n) for n in names]
-    common = os.path.commonpath(absolute) if len(absolute) > 1 else os.path.dirname(absolute[0])
-    if os.path.isfile(common) or common in absolute:
-        common = os.path.dirname(common)
-    return [os.path.relpath(a, common) for a in absolute]
-
-
 def format_label(index: int, label_format: str) -> str:
     return CLASS_NAMES[index] if label_format == "name" else str(index)
 

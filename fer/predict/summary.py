@@ -12,7 +12,11 @@ def print_summary(cfg, r) -> None:
     e = r.extra
     tta = "off" if not cfg.tta else ("flip+shifts" if cfg.tta_shifts else "flip")
     models = " + ".join(e["model_names"])
-    if cfg.face_detect:
+    if e.get("video"):
+        what = (f"{e['faces']} face(s) in {e['frames_sampled']} of {e['frames_read']} frame(s) of {e['video']} "
+                f"({e['tracks']} face track(s); {e['fps']:.1f} sampled frames/s"
+                f"{'; stopped by Ctrl-C' if e['interrupted'] else ''})")
+    elif cfg.face_detect:
         what = f"{e['faces']} face(s) in {e['photos']} photo(s) ({e['no_face']} without a face; {e['detector']})"
     else:
         what = f"{r.rows} image(s) ({e['source']}, split {r.split})"
@@ -43,7 +47,8 @@ def print_summary(cfg, r) -> None:
                      + ("; photos rather than face crops? face_detect=true finds and crops the faces first"
                         if r.resized and e.get("source") == "images" else ""))
     if e.get("annotated"):
-        lines.append(f"  annotated photos in {Path(cfg.annotate).expanduser()}")
+        lines.append(f"  annotated copy: {Path(cfg.annotate_video).expanduser()}" if e.get("video")
+                     else f"  annotated photos in {Path(cfg.annotate).expanduser()}")
     lines.append(f"wrote {r.output} ({r.rows} rows; columns {','.join(e['columns'][:2])}"
                  f"{',...' if len(e['columns']) > 2 else ''})")
     print("\n".join(lines), flush=True)

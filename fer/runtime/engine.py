@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fer.errors import UserError
 from fer.runtime.tta import tta_proba
 
 
@@ -22,6 +23,8 @@ def predict_rows(model, images: np.ndarray, indices: np.ndarray | None = None, b
                  tta: bool = False, tta_shift: int = 0, progress: bool = False) -> np.ndarray:
     """Probabilities [len(indices),7] float32 for images[indices] (all images when indices is None). `model`:
     anything with predict_proba(uint8 [B,48,48]) -> [B,7] (an ExpressionModel, an ensemble of them)."""
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
     indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
     out = np.empty((len(indices), 7), dtype=np.float32)
     bar = None

@@ -76,14 +76,16 @@ class ExpressionModel:
 
     # ---- arrays ------------------------------------------------------------------------------------------
     def faces_array(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """uint8 [N,S,S] from: such a batch, one SxS face, or a list / [N,H,W,C] batch of images of any size and
-        colour (each converted to SxS grayscale as the training data was)."""
+        """uint8 [N,S,S] from: such a batch, one face (gray [H,W] or colour [H,W,3|4], as OpenCV reads it), or a
+        list / [N,H,W] / [N,H,W,C] batch of images of any size and colour (each converted to SxS grayscale as the
+        training data was)."""
         s = self.info.input_size
         if isinstance(faces, np.ndarray):
             if faces.dtype != np.uint8:
                 raise DataError(f"expected uint8 images (0-255), got {faces.dtype}; convert them first, e.g. "
                                 "(x * 255).round().astype(np.uint8) for floats in [0, 1]")
-            if faces.ndim == 2:
+            # one image: [H,W], or [H,W,3|4] (a batch of 3- or 4-pixel-wide grayscale images is no use to anyone)
+            if faces.ndim == 2 or (faces.ndim == 3 and faces.shape[2] in (3, 4)):
                 faces = faces[None]
             if faces.ndim == 3 and faces.shape[1:] == (s, s):
                 return np.ascontiguousarray(faces)
@@ -100,6 +102,8 @@ class ExpressionModel:
                       tta_shift: int = 2) -> np.ndarray:
         """Calibrated class probabilities [N,7] float32. tta: the mean over the image and its mirror, and with
         tta_shift > 0 four copies moved by that many pixels (the views of predict.py tta=true tta_shifts=true)."""
+        if batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         x = self.faces_array(faces)
         out = np.empty((len(x), len(self.class_names)), np.float32)
         for start in range(0, len(x), batch_size):

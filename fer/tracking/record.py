@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 # ---- names ---------------------------------------------------------------------------------------------
 PARAM_MODEL = "model"  # the model's registered name (ckpt=best:<model> filters on it)
+PARAM_DEVICE = "device"  # what the run trained on (the results tables name it)
 TAG_BEST_CHECKPOINT = "best_checkpoint"  # local path of the checkpoint the run tested
 TAG_OUTPUT_DIR = "output_dir"  # the train.py run folder
 TAG_AUDIT_PREFIX = "audit."  # one tag per audit count (audit=true)

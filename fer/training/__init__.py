@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -21,8 +22,8 @@ from pytorch_lightning.loggers import MLFlowLogger
 from fer.cli import check_recipe_for, silence_library_noise
 from fer.errors import DataError, UserError
 from fer.models.loading import load_model
-from fer.tracking.record import RunRecord
 from fer.tracking.plots import plot_reliability
+from fer.tracking.record import PARAM_DEVICE, PARAM_MODEL, RunRecord
 from fer.tracking.reports import write_test_reports
 from fer.training.calibrate import calibrate_checkpoint
 from fer.tracking.run_folder import CONFIG, HYDRA_CONFIG, REPORTS, RESULTS, RunFolder, RunInfo
@@ -62,13 +63,21 @@ def instantiate_model(cfg_model: DictConfig) -> pl.LightningModule:
 def _flat_params(cfg: DictConfig, model_name: str, data_name: str) -> dict[str, Any]:
     opt = cfg.model.get("optimizer") or {}
     sched = cfg.model.get("scheduler") or {}
-    return {"model": model_name, "data": data_name, "data_root": cfg.data.get("root"),
+    return {PARAM_MODEL: model_name, "data": data_name, "data_root": cfg.data.get("root"),
             "optimizer": str(opt.get("_target_", "none")).rsplit(".", 1)[-1], "lr": opt.get("lr"),
             "scheduler": str(sched.get("_target_", "none")).rsplit(".", 1)[-1],
             "batch_size": cfg.data.batch_size, "max_epochs": cfg.trainer.max_epochs,
             "precision": cfg.trainer.get("precision"), "seed": cfg.seed,
             "label_smoothing": cfg.model.get("label_smoothing"), "class_weighting": cfg.model.get("class_weighting"),
+            PARAM_DEVICE: _device_name(str(cfg.trainer.get("accelerator", "auto"))),
             "git_commit": _git_commit(cfg.paths.root_dir)}
+
+
+def _device_name(accelerator: str) -> str:
+    """What the run trains on, as the results tables name it: the GPU's name, else the CPU's core count."""
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU, {os.cpu_count()} cores"
 
 
 # config values that must be numbers: a typo in an override (trainer.max_epochs=3O) would otherwise surface as
@@ -127,11 +136,12 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
-    if record is not None and not (run_info and run_info.mlflow_run_id):
-        config_file = folder.file(CONFIG)
-        config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        record.log_start(_flat_params(cfg, model_name, datamodule.name), config_file, folder.path)
-    folder.write_info(RunInfo(model_name, datamodule.name, record.run_id if record else None))
+    if trainer.is_global_zero:  # other DDP ranks have no MLflow run of their own: they must not overwrite this
+        if record is not None and not (run_info and run_info.mlflow_run_id):
+            config_file = folder.file(CONFIG)
+            config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            record.log_start(_flat_params(cfg, model_name, datamodule.name), config_file, folder.path)
+        folder.write_info(RunInfo(model_name, datamodule.name, record.run_id if record else None))
     log.info("run folder: %s (resume with: python train.py resume=%s)", folder.path, folder.path)
     if cfg.get("audit") and trainer.is_global_zero:  # data audit report (fer.audit) before training
         _audit(cfg, datamodule, folder, record)
@@ -147,7 +157,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     calibration = None
     if best and cfg.get("calibrate", True):  # before the test: it scores the calibrated checkpoint
         if trainer.is_global_zero:
-            calibration = calibrate_checkpoint(best, datamodule, model.device,
+            # the strategy's device: after fit, Lightning has moved the module itself back to the CPU
+            calibration = calibrate_checkpoint(best, datamodule, trainer.strategy.root_device,
                                                str(trainer.precision).startswith("bf16"))
         trainer.strategy.barrier()
     if calibration is not None:
