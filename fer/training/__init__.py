@@ -154,6 +154,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         return {}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    results.update({"fit/seconds": round(fit_seconds, 1), "fit/epochs": trainer.current_epoch})
     calibration = None
     if best and cfg.get("calibrate", True):  # before the test: it scores the calibrated checkpoint
         if trainer.is_global_zero:

@@ -1,0 +1,105 @@
+"""callbacks.time_budget: the epoch count fitted to a wall-clock budget, with the learning-rate schedule shrunk so
+that it still anneals to its end (a clock that advances by given seconds per epoch stands in for the GPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.optim.lr_scheduler import OneCycleLR
+
+from fer.training import run_training, time_budget
+from fer.training.time_budget import TimeBudget
+
+from helpers import FAST, compose_train
+
+
+class EpochClock:
+    """time.monotonic for the callback: 0 at fit start, then `seconds[i]` more at the end of epoch i."""
+
+    def __init__(self, seconds: list[float]):
+        self.seconds, self.now, self.calls = seconds, 0.0, 0
+
+    def monotonic(self) -> float:
+        if self.calls:
+            self.now += self.seconds[min(self.calls - 1, len(self.seconds) - 1)]
+        self.calls += 1
+        return self.now
+
+
+def _train(tmp_path, monkeypatch, epoch_seconds: list[float], parts: list[str], minutes: float = 1.0) -> dict:
+    monkeypatch.setattr(time_budget, "time", EpochClock(epoch_seconds))
+    fast = [o for o in FAST if not o.startswith(("trainer.max_epochs", "+trainer.limit_train_batches"))]
+    logger = [] if any(p.startswith("logger=") for p in parts) else ["logger=none"]
+    cfg = compose_train(tmp_path, ["model=mlp", *logger, *fast, "trainer.max_epochs=12",
+                                   "+trainer.limit_train_batches=3", "callbacks.early_stopping=null",
+                                   f"callbacks.time_budget.minutes={minutes}", "model.optimizer.lr=0.01", *parts])
+    results = run_training(cfg)
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert results["fit/epochs"] == last["epoch"] + 1  # results.json says how many epochs ran
+    return last
+
+
+def test_onecycle_shrinks_to_the_epochs_that_fit_and_still_anneals(tmp_path, monkeypatch):
+    # 10 s per epoch, 60 s budget less the 3% margin: 5 epochs of 12, i.e. 15 steps of 36
+    last = _train(tmp_path, monkeypatch, [10.0], ["model/optimizer=sgd", "model/scheduler=onecycle"])
+    assert last["epoch"] == 4 and last["global_step"] == 15
+    scheduler = last["lr_schedulers"][0]
+    assert scheduler["total_steps"] == 15
+    assert scheduler["_schedule_phases"][0]["end_step"] == pytest.approx(0.25 * 36 * 15 / 36 - 1)  # warm-up share
+    # the shrunk schedule is the one-cycle schedule of a 15-step run, stepped to its end (not the middle of the
+    # 36-step descent: 0.0078 there)
+    reference = OneCycleLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01), max_lr=0.01,
+                           total_steps=15, pct_start=0.25)
+    for _ in range(15):
+        reference.optimizer.step()
+        reference.step()
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(reference.get_last_lr()[0])
+    assert last["callbacks"]["TimeBudget"]["max_epochs"] == 5  # kept for resume
+
+
+def test_cosine_shrinks_and_a_slower_epoch_shortens_the_run_again(tmp_path, monkeypatch):
+    # 5 s epochs: 11 of 12 fit in 58.2 s; 15 s epochs from the fourth on: shortened to 7, then 6 epochs
+    last = _train(tmp_path, monkeypatch, [5.0, 5.0, 5.0, 15.0], ["model/optimizer=adamw", "model/scheduler=cosine"])
+    assert last["epoch"] == 5 and last["global_step"] == 18
+    assert last["lr_schedulers"][0]["T_max"] == 6
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-9)  # eta_min
+
+
+def test_no_budget_and_a_generous_one_change_nothing(tmp_path, monkeypatch):
+    last = _train(tmp_path / "none", monkeypatch, [10.0], ["model/scheduler=cosine", "trainer.max_epochs=4"],
+                  minutes="null")
+    assert last["global_step"] == 12 and last["lr_schedulers"][0]["T_max"] == 4
+    last = _train(tmp_path / "ample", monkeypatch, [10.0], ["model/scheduler=cosine", "trainer.max_epochs=4"],
+                  minutes=10)
+    assert last["global_step"] == 12 and last["callbacks"]["TimeBudget"]["max_epochs"] is None
+
+
+def test_csv_logger_keeps_every_epoch(tmp_path, monkeypatch):
+    """logger=csv (machines without MLflow): each epoch's val/acc and learning rate in the run folder."""
+    import pandas as pd
+
+    _train(tmp_path, monkeypatch, [10.0], ["model/scheduler=cosine", "trainer.max_epochs=3", "logger=csv"],
+           minutes="null")
+    metrics = pd.read_csv(tmp_path / "run" / "csv" / "version_0" / "metrics.csv")
+    assert metrics["val/acc"].notna().sum() == 3 and metrics.filter(like="lr-").notna().sum().item() == 3
+    assert metrics["train/loss"].notna().sum() == 3  # summed on the device, logged once per epoch
+
+
+def test_resume_keeps_the_shortened_length():
+    """A resumed run stops where the shrunk schedule ends (the checkpoint's schedule has that length), not at the
+    config's max_epochs, past which one-cycle would raise."""
+    from types import SimpleNamespace
+
+    callback = TimeBudget(minutes=1)
+    callback.load_state_dict({"max_epochs": 5})
+    trainer = SimpleNamespace(max_epochs=12, fit_loop=SimpleNamespace(max_epochs=12))
+    callback.on_train_start(trainer, None)
+    assert trainer.fit_loop.max_epochs == 5
+
+
+@pytest.mark.parametrize("kwargs", [{"minutes": 0}, {"minutes": 1, "probe_epochs": 0}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match="callbacks.time_budget"):
+        TimeBudget(**kwargs)
