@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
+import tempfile
 import traceback
 import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from train_speed import F, compose_cfg, instantiate_model, optimizer_config, silence_library_noise, to_unit_float
+# the bench's own pieces (it also puts the project on sys.path): the two sides are built as train_speed builds them
+from train_speed import compose_cfg, instantiate_model, optimizer_config, silence_library_noise, to_unit_float
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fer2013"
 
@@ -156,9 +160,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     silence_library_noise()
-    import os
-    import tempfile
-
     device = torch.device(args.device)
     root = Path(os.environ.get("FER_DATA") or SHARED)
     use_fer = args.data == "fer2013" or (args.data == "auto" and root.is_dir())
