@@ -83,22 +83,6 @@ def test_on_device_copy_gives_the_same_batches(tmp_path):
         assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(ev_mm, ev_dev))
 
 
-def test_augmentation_shape_dtype_seed_determinism():
-    aug = build_augmentation()
-    x = torch.rand(64, 1, 48, 48)
-    torch.manual_seed(0)
-    a = aug(x.clone())
-    torch.manual_seed(0)
-    b = aug(x.clone())
-    torch.manual_seed(1)
-    c = aug(x.clone())
-    assert a.shape == x.shape and a.dtype == torch.float32 and 0 <= a.min() and a.max() <= 1
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    changed = (a - x).abs().flatten(1).amax(1) > 1e-6
-    assert changed.float().mean() > 0.9  # per-sample randomness: almost every image changed...
-    assert len({round(float(v), 4) for v in (a - x).abs().mean((1, 2, 3))}) > 32  # ...each differently
-
-
 def test_augmentation_only_in_training(tmp_path):
     dm = make_dm(tmp_path)
     batch = next(iter(dm.train_dataloader()))

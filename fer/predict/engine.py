@@ -13,6 +13,7 @@ import torch
 
 from fer.errors import UserError
 from fer.data.augment import to_unit_float
+from fer.runtime.engine import row_batches  # numpy only: shared with the torch-free runtime
 from fer.tta import tta_proba
 
 log = logging.getLogger(__name__)
@@ -63,16 +64,6 @@ def select_precision(precision: str, device: torch.device) -> torch.dtype | None
     return torch.bfloat16
 
 
-def _batches(indices: np.ndarray, batch_size: int):
-    for start in range(0, len(indices), batch_size):
-        part = indices[start:start + batch_size]
-        # a contiguous run of rows (the usual case: a split is stored together) is a view, not a gather
-        if len(part) and part[-1] - part[0] + 1 == len(part) and (np.diff(part) == 1).all():
-            yield start, slice(int(part[0]), int(part[-1]) + 1)
-        else:
-            yield start, part
-
-
 @torch.inference_mode()
 def predict_array(model, images: np.ndarray, indices: np.ndarray | None = None, batch_size: int = 512,
                   device: torch.device | str = "cpu", dtype: torch.dtype | None = None, tta: bool = False,
@@ -89,7 +80,7 @@ def predict_array(model, images: np.ndarray, indices: np.ndarray | None = None, 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(indices), desc="predicting", unit="img", mininterval=0.5)
-    for start, sel in _batches(indices, batch_size):
+    for start, sel in row_batches(indices, batch_size):
         batch = torch.from_numpy(np.array(images[sel], copy=True))  # mmap views are read-only
         x = to_unit_float(batch.to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):

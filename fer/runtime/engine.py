@@ -9,7 +9,9 @@ from fer.errors import UserError
 from fer.runtime.tta import tta_proba
 
 
-def _batches(indices: np.ndarray, batch_size: int):
+def row_batches(indices: np.ndarray, batch_size: int):
+    """(start, rows) per batch of `indices`: rows a slice where the indices run contiguously, else the indices.
+    Shared with fer.predict.engine (numpy only, so the torch-free runtime can own it)."""
     for start in range(0, len(indices), batch_size):
         part = indices[start:start + batch_size]
         # a contiguous run of rows (the usual case: a split is stored together) is a view, not a gather
@@ -32,7 +34,7 @@ def predict_rows(model, images: np.ndarray, indices: np.ndarray | None = None, b
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(indices), desc="predicting", unit="img", mininterval=0.5)
-    for start, sel in _batches(indices, batch_size):
+    for start, sel in row_batches(indices, batch_size):
         batch = np.ascontiguousarray(images[sel])
         out[start:start + len(batch)] = (tta_proba(model.predict_proba, batch, True, tta_shift) if tta
                                          else model.predict_proba(batch))
