@@ -5,18 +5,19 @@
 #   bash ../shared/device/pack.sh --efficientnet          # here, once: .devkit/ (FER2013, wheels, scripts)
 #   device call (<= 10 min): export T0=$(date +%s); bash .devkit/on_device.sh 'bash bench/gpu_session.sh device'
 #                            carry [".devkit"], timeout_s 600
+#                            (2nd session: 'BENCH=0 DEADLINE=575 RECIPES="fer2013_cnn_deep_gpu ..." bash bench/...')
 #   here:                    bash bench/gpu_session.sh collect <the folder the files of the call came back to>
 #
-# device:  bench, then recipes with the training time left before DEADLINE (seconds after T0, default 570) as
-#          their time budget, then the compiled bench if time is left. Also $OUT/device.txt (the GPU) and
-#          $OUT/gpu_util.csv (utilisation every 5 s).
+# device:  bench (BENCH=0: none), then recipes with the training time left before DEADLINE (seconds after T0,
+#          default 570) as their time budget, then the compiled bench if time is left. Also $OUT/device.txt (the
+#          GPU) and $OUT/gpu_util.csv (utilisation every 5 s).
 # bench:   bench/train_speed.py on the GPU: Lightning vs a bare loop at batch 128 and 512 ($OUT/bench.txt);
 #          `bench compile`: the same at 512 with model.compile=true; BENCH_SIZES="128" picks the batch sizes.
 # profile: bench/profile_step.py at batch 128: host and GPU ms per step, synchronising calls ($OUT/profile*.txt).
-# recipes: the three fer2013_*_gpu recipes side by side on the one GPU (the kit's parallel.sh; logger=csv, as
-#          MLflow is not installed there), each trained for BUDGET_MINUTES (callbacks.time_budget; default: the
-#          recipes' 8); back in $OUT: runs.tgz (logs, per-epoch metrics, results, configs) and the slimmed best
-#          checkpoints.
+# recipes: the fer2013_*_gpu recipes (or RECIPES="a b": those only) side by side on the one GPU (the kit's
+#          parallel.sh; logger=csv, as MLflow is not installed there), each trained for BUDGET_MINUTES
+#          (callbacks.time_budget; default: the recipes' 8); back in $OUT: runs.tgz (logs, per-epoch metrics,
+#          results, configs) and the slimmed best checkpoints.
 # collect: joins the checkpoints into outputs/gpu/<recipe>.ckpt, scores each on publictest, predicts the
 #          challenge's images_test into submissions/<recipe>.csv, then the same for the fer2013_ensemble_gpu
 #          recipe. Never trains, selects or calibrates on images_test.
@@ -25,7 +26,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 step=${1:?device, bench, profile, recipes or collect}
 tiny=${TINY:-0}
-recipes=(fer2013_cnn_deep_gpu fer2013_efficientnet_gpu fer2013_cnn_gpu)
+# RECIPES: recipe names only (no overrides); the ones not trained keep their checkpoints in outputs/gpu/
+all_recipes="fer2013_cnn_deep_gpu fer2013_cnn_deeper_gpu fer2013_efficientnet_gpu fer2013_cnn_gpu"
+read -r -a recipes <<< "${RECIPES:-$all_recipes}"
 py=${PYTHON:-python3}
 case $step in
   bench)
@@ -54,7 +57,7 @@ case $step in
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/device.txt" 2>&1 || true
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > "$OUT/gpu_util.csv" 2>&1 &
     smi=$!
-    echo "bench from $(elapsed) s"; bash "$0" bench
+    if [ "${BENCH:-1}" = 1 ]; then echo "bench from $(elapsed) s"; bash "$0" bench; fi
     # what is left for training: the recipes also need start-up, calibration, the test and the packing (2026-11-26
     # on an H100: ~50 s in all, and the call ended 150 s early with this 150 s reserve; 100 s would have done)
     left=$(( deadline - $(elapsed) ))
@@ -62,9 +65,9 @@ case $step in
     echo "recipes from $(elapsed) s, $budget min of training each"
     BUDGET_MINUTES=$budget RUN_TIMEOUT=$(( left - 25 )) bash "$0" recipes
     left=$(( deadline - $(elapsed) ))
-    if [ "$left" -gt 120 ]; then
+    if [ "${BENCH:-1}" = 1 ] && [ "$left" -gt 120 ]; then
       echo "compiled bench from $(elapsed) s"; timeout $(( left - 15 )) bash "$0" bench compile || true
-    else echo "no time left for the compiled bench ($left s)" | tee -a "$OUT/bench.txt"; fi
+    elif [ "${BENCH:-1}" = 1 ]; then echo "no time left for the compiled bench ($left s)" | tee -a "$OUT/bench.txt"; fi
     kill $smi 2>/dev/null || true
     echo "done at $(elapsed) s"
     ;;

@@ -102,3 +102,57 @@ def test_epoch_loss_is_the_weighted_mean_over_every_real_image_padding_batches_i
     expected = torch.nn.functional.cross_entropy(logits, y, weight=model.class_weight, ignore_index=-1,
                                                  label_smoothing=0.1)
     assert value / weight == pytest.approx(float(expected), rel=1e-5)
+
+
+class _CountingNet(torch.nn.Module):
+    """Wraps a net and counts the images it is run on."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net, self.images = net, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += len(x)
+        return self.net(x)
+
+
+@pytest.mark.parametrize("crop", [40, 41, None])
+def test_ten_crop_models_skip_the_mirror_view_they_already_average(crop):
+    """A ten-crop model with even margins sees a mirrored face as the same ten crops: predict's and the test
+    split's mirror view would only double the cost, so it is skipped, with the same probabilities. An odd margin
+    (41: centre crop 3 px from the left, 4 from the right) or no crops gives different mirror views: kept."""
+    from fer.models.cnn_deep import CNNDeep
+    from fer.predict.engine import predict_array
+    from fer.tta import tta_proba
+
+    torch.manual_seed(0)
+    model = CNNDeep(channels=(4, 8), fc=16, crop_size=crop).eval()
+    assert model.mirror_invariant == (crop == 40)
+    images = np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    x = torch.from_numpy(images).float().div(255).unsqueeze(1)
+    with torch.no_grad():
+        mirror_gap = (model.predict_proba(x) - model.predict_proba(x.flip(-1))).abs().max().item()
+        both_views = tta_proba(model.predict_proba, x, flip=True, shift=0)
+    assert (mirror_gap < 1e-5) == (crop == 40)
+    model.net = _CountingNet(model.net)
+    probs = predict_array(model, images, tta=True)
+    views = 1 if crop == 40 else 2
+    assert model.net.images == views * len(images) * (10 if crop else 1)
+    np.testing.assert_allclose(probs, both_views.numpy(), atol=1e-5)
+
+
+def test_ensemble_tta_is_the_mixture_of_its_members_tta():
+    """Ensemble.tta_proba (each member its own views) equals the TTA mean of the mixture, for a ten-crop member
+    beside a plain one, with the shifted views too."""
+    from fer.models.cnn_deep import CNNDeep
+    from fer.predict.ensemble import Ensemble
+    from fer.tta import model_tta_proba, tta_proba
+
+    torch.manual_seed(0)
+    members = [CNNDeep(channels=(4, 8), fc=16, crop_size=40).eval(), CNNDeep(channels=(4, 8), fc=16).eval()]
+    ensemble = Ensemble(members, weights=[0.3, 0.7])
+    x = torch.rand(5, 1, 48, 48)
+    with torch.no_grad():
+        for shift in (0, 2):
+            torch.testing.assert_close(model_tta_proba(ensemble, x, True, shift),
+                                       tta_proba(ensemble.predict_proba, x, True, shift), atol=1e-4, rtol=1e-4)

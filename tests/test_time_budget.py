@@ -3,6 +3,8 @@ that it still anneals to its end (a clock that advances by given seconds per epo
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -80,11 +82,18 @@ def test_csv_logger_keeps_every_epoch(tmp_path, monkeypatch):
     """logger=csv (machines without MLflow): each epoch's val/acc and learning rate in the run folder."""
     import pandas as pd
 
-    _train(tmp_path, monkeypatch, [10.0], ["model/scheduler=cosine", "trainer.max_epochs=3", "logger=csv"],
-           minutes="null")
+    # lr 1.0: a val accuracy that is not best in the last epoch (0.14, 0.14, 0.11), so that last and best differ
+    _train(tmp_path, monkeypatch, [10.0], ["model/scheduler=cosine", "trainer.max_epochs=3", "logger=csv",
+                                           "model.optimizer.lr=1.0"], minutes="null")
     metrics = pd.read_csv(tmp_path / "run" / "csv" / "version_0" / "metrics.csv")
     assert metrics["val/acc"].notna().sum() == 3 and metrics.filter(like="lr-").notna().sum().item() == 3
     assert metrics["train/loss"].notna().sum() == 3  # summed on the device, logged once per epoch
+    # results.json: val/ holds the last epoch; val/best_acc and fit/best_epoch the checkpoint that was tested
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    val = metrics.dropna(subset=["val/acc"]).set_index("epoch")["val/acc"]
+    assert results["val/acc"] == pytest.approx(val.iloc[-1]) and results["val/best_acc"] == pytest.approx(val.max())
+    assert results["fit/best_epoch"] == val.idxmax()
+    assert val.idxmax() != val.index[-1]
 
 
 def test_resume_keeps_the_shortened_length():

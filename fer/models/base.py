@@ -20,8 +20,8 @@ from torchmetrics.classification import (MulticlassAccuracy, MulticlassCalibrati
                                          MulticlassRecall)
 
 from fer.classes import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
-from fer.models.crops import random_crops, ten_crops
-from fer.tta import NAMED_VIEWS, tta_proba
+from fer.models.crops import random_crops, ten_crops, ten_crops_are_mirror_invariant
+from fer.tta import NAMED_VIEWS, model_tta_proba
 
 _MAX_MISCLASSIFIED_KEPT = 64
 CHECKPOINT_MODEL_KEY = "fer_model"  # the model's registered name, in every checkpoint
@@ -95,6 +95,10 @@ class FERClassifier(pl.LightningModule):
         elif crop:
             return self._net(ten_crops(x, crop)).unflatten(0, (10, -1)).mean(0)  # no fixed batch: export-safe
         return self._net(x)
+
+    @property
+    def mirror_invariant(self) -> bool:  # its prediction already averages each image with its mirror (fer.tta)
+        return ten_crops_are_mirror_invariant(self.hparams.get("crop_size"), IMAGE_SIZE)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
@@ -182,7 +186,7 @@ class FERClassifier(pl.LightningModule):
         self.test_ece.update(probs, y)
         self._add_eval_loss("test/loss", torch.log(probs.clamp_min(1e-12)), y)
         if self.test_tta_views is not None:
-            tta_probs = tta_proba(self.predict_proba, x, *self.test_tta_views)
+            tta_probs = model_tta_proba(self, x, *self.test_tta_views)
             self.test_tta_metrics.update(tta_probs, y)
             self._add_eval_loss("test_tta/loss", torch.log(tta_probs.clamp_min(1e-12)), y)
         out = self.test_outputs

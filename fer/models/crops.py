@@ -23,3 +23,9 @@ def ten_crops(x: torch.Tensor, size: int) -> torch.Tensor:
                                                           (h - size, w - size), (cy, cx))]
     crops += [c.flip(-1) for c in crops]
     return torch.cat(crops)
+
+
+def ten_crops_are_mirror_invariant(size: int | None, image_size: int) -> bool:
+    """True when a mirrored image gives the same ten crops (mirrored) as the image, so a model that averages them
+    gains nothing from a mirror view: crops were asked for, with even margins (the centre crop is then symmetric)."""
+    return bool(size) and (image_size - int(size)) % 2 == 0

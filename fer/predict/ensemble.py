@@ -52,6 +52,19 @@ class Ensemble:
 
     __call__ = predict_proba
 
+    def tta_proba(self, x, flip: bool = True, shift: int = 0):
+        """The mixture of the members' TTA means: the same as the TTA mean of the mixture (both are linear), but
+        each member skips the views it does not need (fer.tta.model_tta_proba)."""
+        from fer.tta import model_tta_proba
+
+        total = None
+        for model, weight in zip(self.models, self.weights):
+            if weight == 0:
+                continue
+            p = model_tta_proba(model, x, flip, shift) * weight
+            total = p if total is None else total + p
+        return total
+
     def calibrated(self, probs: np.ndarray) -> np.ndarray:
         """The mixture's final probabilities [N,7] (TTA views already averaged), re-tempered by `temperature`."""
         if self.temperature == 1.0:

@@ -155,6 +155,10 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     results.update({"fit/seconds": round(fit_seconds, 1), "fit/epochs": trainer.current_epoch})
+    if best:  # the val/ values above are the last epoch's; these name the checkpoint that is calibrated and tested
+        results["fit/best_epoch"] = int(torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+        if trainer.checkpoint_callback.monitor == "val/acc":
+            results["val/best_acc"] = float(trainer.checkpoint_callback.best_model_score)
     calibration = None
     if best and cfg.get("calibrate", True):  # before the test: it scores the calibrated checkpoint
         if trainer.is_global_zero:
