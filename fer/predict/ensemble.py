@@ -41,14 +41,18 @@ class Ensemble:
                             "per checkpoint and not all 0 (or equal, or val to fit them on the val split)")
         self.weights = (w / w.sum()).tolist()
 
-    def predict_proba(self, x):
+    def _mix(self, member_proba):
+        """sum over members of weight * member_proba(member)."""
         total = None
         for model, weight in zip(self.models, self.weights):
             if weight == 0:
                 continue  # a member fitted out of the mix costs nothing
-            p = model.predict_proba(x) * weight
+            p = member_proba(model) * weight
             total = p if total is None else total + p
         return total
+
+    def predict_proba(self, x):
+        return self._mix(lambda model: model.predict_proba(x))
 
     __call__ = predict_proba
 
@@ -57,13 +61,7 @@ class Ensemble:
         each member skips the views it does not need (fer.tta.model_tta_proba)."""
         from fer.tta import model_tta_proba
 
-        total = None
-        for model, weight in zip(self.models, self.weights):
-            if weight == 0:
-                continue
-            p = model_tta_proba(model, x, flip, shift) * weight
-            total = p if total is None else total + p
-        return total
+        return self._mix(lambda model: model_tta_proba(model, x, flip, shift))
 
     def calibrated(self, probs: np.ndarray) -> np.ndarray:
         """The mixture's final probabilities [N,7] (TTA views already averaged), re-tempered by `temperature`."""
