@@ -6,13 +6,18 @@
 #   device call (<= 10 min): export T0=$(date +%s); bash .devkit/on_device.sh 'bash bench/gpu_session.sh device'
 #                            carry [".devkit"], timeout_s 600
 #                            (2nd session: 'BENCH=0 DEADLINE=575 RECIPES="fer2013_cnn_deep_gpu ..." bash bench/...')
+#                            next session (prepared 2026-11-26 without a GPU, tried with TINY=1 on the CPU): the three
+#                            candidates side by side, judged on val (docs/RECIPES.md, "Next GPU session"):
+#                            'BENCH=0 DEADLINE=575 RECIPES="fer2013_cnn_deep_batchaug_gpu fer2013_cnn_deep_ema_gpu fer2013_resnet_gpu" bash bench/gpu_session.sh device'
+#                            then, warm: 'BENCH_SIZES=128 COMPILE_MODE=reduce-overhead bash bench/gpu_session.sh bench compile'
 #   here:                    bash bench/gpu_session.sh collect <the folder the files of the call came back to>
 #
 # device:  bench (BENCH=0: none), then recipes with the training time left before DEADLINE (seconds after T0,
 #          default 570) as their time budget, then the compiled bench if time is left. Also $OUT/device.txt (the
 #          GPU) and $OUT/gpu_util.csv (utilisation every 5 s).
 # bench:   bench/train_speed.py on the GPU: Lightning vs a bare loop at batch 128 and 512 ($OUT/bench.txt);
-#          `bench compile`: the same at 512 with model.compile=true; BENCH_SIZES="128" picks the batch sizes.
+#          `bench compile`: the same at 512 with model.compile=true; BENCH_SIZES="128" picks the batch sizes,
+#          COMPILE_MODE=reduce-overhead the compile mode (CUDA graphs).
 # profile: bench/profile_step.py at batch 128: host and GPU ms per step, synchronising calls ($OUT/profile*.txt).
 # recipes: the fer2013_*_gpu recipes (or RECIPES="a b": those only) side by side on the one GPU (the kit's
 #          parallel.sh; logger=csv, as MLflow is not installed there), each trained for BUDGET_MINUTES
@@ -39,6 +44,8 @@ case $step in
       args=(--device cuda); sizes=(128 512)
     fi
     if [ "${2:-}" = compile ]; then args+=(--compile); sizes=("${sizes[-1]}"); fi
+    # COMPILE_MODE=reduce-overhead: torch.compile with CUDA graphs (never measured yet; the step is launch-bound)
+    [ -n "${COMPILE_MODE:-}" ] && args+=(--override "model.compile_mode=$COMPILE_MODE")
     [ -n "${BENCH_SIZES:-}" ] && read -r -a sizes <<< "$BENCH_SIZES"
     for bs in "${sizes[@]}"; do
       $py bench/train_speed.py "${args[@]}" --batch-size "$bs" 2>&1 | grep -E "^(device|cnn_deep)" | tee -a "$OUT/bench.txt"

@@ -139,7 +139,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if cuda else f"{os.cpu_count()} CPU cores"
     print(f"device: {name}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch_size}, "
           f"precision {args.precision}, data {'FER2013 train' if use_fer else 'synthetic'}"
-          f"{', compiled' if args.compile else ''}")
+          f"{', compiled' if args.compile else ''}{''.join(f', {o}' for o in args.override)}")
     with tempfile.TemporaryDirectory() as tmp:
         data = ["data=fer2013", f"data.root={SHARED_FER2013}"] if use_fer else \
             [f"data.source.n_train={(batches or 200) * args.batch_size * (epochs + args.warmup_epochs) + 7}"]

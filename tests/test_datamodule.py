@@ -94,6 +94,23 @@ def test_augmentation_only_in_training(tmp_path):
     assert x.shape == (32, 1, 48, 48) and x.dtype == torch.float32 and not torch.equal(x, plain)
 
 
+def test_augment_copies_augment_each_training_image_apart(tmp_path):
+    """data.augment_copies=3: a training batch of 32 images becomes 96 views with their labels, each copy of an
+    image augmented on its own; evaluation batches stay one view per image."""
+    dm = make_dm(tmp_path, augment_copies=3)
+    batch = next(iter(dm.train_dataloader()))
+    dm.trainer = FakeTrainer(training=True)
+    x, y = dm.on_after_batch_transfer(batch, 0)
+    assert x.shape == (96, 1, 48, 48) and torch.equal(y, batch[1].repeat(3))
+    copies = x.view(3, 32, -1)
+    assert not torch.equal(copies[0], copies[1]) and not torch.equal(copies[1], copies[2])
+    dm.trainer = FakeTrainer(training=False)
+    x, y = dm.on_after_batch_transfer(batch, 0)
+    assert x.shape == (32, 1, 48, 48) and torch.equal(y, batch[1])
+    with pytest.raises(ValueError, match="data.augment_copies"):
+        make_dm(tmp_path, augment_copies=0)
+
+
 def test_predict_split_for_unlabelled_images(challenge_dataset, tmp_path):
     dm = make_dm(tmp_path, source=ChallengeSource(str(challenge_dataset)), test_split=None, val_fraction=0.25)
     assert dm.test_split is None and dm.predict_split == "predict" and len(dm.idx["predict"]) == 6

@@ -156,3 +156,34 @@ def test_ensemble_tta_is_the_mixture_of_its_members_tta():
         for shift in (0, 2):
             torch.testing.assert_close(model_tta_proba(ensemble, x, True, shift),
                                        tta_proba(ensemble.predict_proba, x, True, shift), atol=1e-4, rtol=1e-4)
+
+
+def test_predict_summary_names_the_tta_views_each_model_ran():
+    """predict.py's summary says when the mirror view was skipped (fer.tta.model_tta_proba), and for which
+    members of an ensemble: "tta flip" alone would claim a view that never ran."""
+    from types import SimpleNamespace
+
+    from fer.predict.summary import describe_tta
+
+    flip, shifts, off = (SimpleNamespace(tta=t, tta_shifts=s) for t, s in ((True, False), (True, True), (False, True)))
+    assert describe_tta(off, ["cnn_deep"], [True]) == "off"
+    assert describe_tta(flip, ["mlp"], [False]) == "flip"
+    assert describe_tta(flip, ["cnn_deep"], [True]) == "flip; mirror view skipped: ten crops include it"
+    assert describe_tta(shifts, ["cnn_deep", "efficientnet", "cnn"], [True, False, True]) == \
+        "flip+shifts; mirror view skipped for cnn_deep, cnn: ten crops include it"
+
+
+@pytest.mark.parametrize("arch,crop,side", [("resnet18", None, 6), ("resnet18", 40, 5), ("resnet18d", None, 6)])
+def test_resnet_stem_keeps_small_faces_large(arch, crop, side):
+    """model=resnet: ImageNet's stem would leave a 48x48 face 2x2 in the last stage; the small-image stem (stride 1,
+    no max-pool) leaves 6x6 (5x5 for 40x40 crops), for the plain and the deep ("d") stems alike."""
+    from fer.models.resnet import ResNet
+
+    model = ResNet(arch=arch, crop_size=crop).eval()
+    size = crop or 48
+    with torch.no_grad():
+        features = model.net.forward_features(torch.rand(2, 1, size, size))
+        assert features.shape == (2, 512, side, side)
+        assert model(torch.rand(2, 1, 48, 48)).shape == (2, 7)
+    with pytest.raises(ValueError, match="not a timm ResNet"):
+        ResNet(arch="efficientnet_b0")

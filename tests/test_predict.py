@@ -229,6 +229,7 @@ def test_tta_end_to_end(fast_ckpt, work, challenge):
     tta, _ = predict(work, fast_ckpt, f"input={folder}", "precision=fp32", "tta=true", "tta_shifts=true")
     flip, _ = predict(work, fast_ckpt, f"input={folder}", "precision=fp32", "tta=true")
     assert tta.probs.shape == flip.probs.shape == (N_TEST, 7)
+    assert flip.extra["mirror_invariant"] == [False]  # no ten crops: the mirror view ran (the summary says "flip")
     # the images exactly as predict.py read them (same cache), in the result's order (sorted by name)
     cache = open_cache(ImageListSource([str(folder)]), work / "cache", progress=False)
     order = np.argsort([Path(n).name for n in cache.names])

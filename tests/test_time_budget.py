@@ -43,6 +43,17 @@ def _train(tmp_path, monkeypatch, epoch_seconds: list[float], parts: list[str], 
     return last
 
 
+def onecycle_end_lr(total_steps: int) -> float:
+    """The learning rate of the recipe's one-cycle schedule (max 0.01, 25% warm-up) of `total_steps` steps, stepped
+    to its end."""
+    reference = OneCycleLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01), max_lr=0.01,
+                           total_steps=total_steps, pct_start=0.25)
+    for _ in range(total_steps):
+        reference.optimizer.step()
+        reference.step()
+    return reference.get_last_lr()[0]
+
+
 def test_onecycle_shrinks_to_the_epochs_that_fit_and_still_anneals(tmp_path, monkeypatch):
     # 10 s per epoch, 60 s budget less the 3% margin: 5 epochs of 12, i.e. 15 steps of 36
     last = _train(tmp_path, monkeypatch, [10.0], ["model/optimizer=sgd", "model/scheduler=onecycle"])
@@ -52,12 +63,7 @@ def test_onecycle_shrinks_to_the_epochs_that_fit_and_still_anneals(tmp_path, mon
     assert scheduler["_schedule_phases"][0]["end_step"] == pytest.approx(0.25 * 36 * 15 / 36 - 1)  # warm-up share
     # the shrunk schedule is the one-cycle schedule of a 15-step run, stepped to its end (not the middle of the
     # 36-step descent: 0.0078 there)
-    reference = OneCycleLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01), max_lr=0.01,
-                           total_steps=15, pct_start=0.25)
-    for _ in range(15):
-        reference.optimizer.step()
-        reference.step()
-    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(reference.get_last_lr()[0])
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(onecycle_end_lr(15))
     assert last["callbacks"]["TimeBudget"]["max_epochs"] == 5  # kept for resume
 
 
@@ -67,6 +73,21 @@ def test_cosine_shrinks_and_a_slower_epoch_shortens_the_run_again(tmp_path, monk
     assert last["epoch"] == 5 and last["global_step"] == 18
     assert last["lr_schedulers"][0]["T_max"] == 6
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-9)  # eta_min
+
+
+def test_slow_first_epochs_are_made_up_for_early_but_never_late(tmp_path, monkeypatch):
+    """2 s epochs, then 1 s: the count first drops to what the slow epochs predict (29 of 60), then rises again with
+    the faster ones while the first quarter of the budget lasts (to 55: the whole 58.2 s), and the stretched
+    one-cycle schedule still ends at its end. Faster epochs only after that quarter change nothing: stretching an
+    annealing schedule would raise its learning rate again."""
+    sgd = ["model/optimizer=sgd", "model/scheduler=onecycle", "trainer.max_epochs=60"]
+    last = _train(tmp_path / "early", monkeypatch, [2.0, 2.0, 2.0, 1.0], sgd)
+    assert last["epoch"] == 54 and last["global_step"] == 165
+    assert last["callbacks"]["TimeBudget"]["max_epochs"] == 55 and last["lr_schedulers"][0]["total_steps"] == 165
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(onecycle_end_lr(165))
+    # the same speed-up after 16 s (past 15 s, a quarter of the minute): 29 epochs, as first predicted
+    last = _train(tmp_path / "late", monkeypatch, [2.0] * 8 + [1.0], sgd)
+    assert last["epoch"] == 28 and last["callbacks"]["TimeBudget"]["max_epochs"] == 29
 
 
 def test_no_budget_and_a_generous_one_change_nothing(tmp_path, monkeypatch):
@@ -108,7 +129,8 @@ def test_resume_keeps_the_shortened_length():
     assert trainer.fit_loop.max_epochs == 5
 
 
-@pytest.mark.parametrize("kwargs", [{"minutes": 0}, {"minutes": 1, "probe_epochs": 0}])
+@pytest.mark.parametrize("kwargs", [{"minutes": 0}, {"minutes": 1, "probe_epochs": 0},
+                                    {"minutes": 1, "raise_within": 1.5}])
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match="callbacks.time_budget"):
         TimeBudget(**kwargs)

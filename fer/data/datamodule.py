@@ -30,8 +30,11 @@ class FERDataModule(pl.LightningDataModule):
                  shuffle_seed: int = 0, train_split: str = "train", test_split: str | None = "auto",
                  predict_split: str | None = "auto", on_device: bool | str = "auto",
                  on_device_max_bytes: int = 2 * 2**30, augment: nn.Module | None = None, on_bad_image: str = "error",
-                 dedup: str = "none", progress: bool = True, max_image_pixels: int = DEFAULT_MAX_PIXELS):
+                 dedup: str = "none", progress: bool = True, max_image_pixels: int = DEFAULT_MAX_PIXELS,
+                 augment_copies: int = 1):
         super().__init__()
+        if int(augment_copies) < 1:
+            raise ValueError(f"data.augment_copies must be >= 1, not {augment_copies}")
         self.source = source
         self.name = name or source.name
         self.cache_dir = cache_dir
@@ -40,6 +43,10 @@ class FERDataModule(pl.LightningDataModule):
         self.split_settings = SplitSettings(train_split, val_fraction, split_seed, test_split, predict_split, dedup)
         self.on_device, self.on_device_max_bytes = on_device, on_device_max_bytes
         self.augment = augment
+        # batch augmentation (Hoffer et al. 2019): each training image augmented this many times in its own step,
+        # as usef-kh/fer trains on all ten crops of every image. A launch-bound GPU step does k times the work for
+        # little more time; a CPU step takes k times as long
+        self.augment_copies = int(augment_copies)
         self.on_bad_image, self.max_image_pixels = on_bad_image, max_image_pixels
         self.progress = progress
         self.data: OpenedData | None = None
@@ -126,9 +133,10 @@ class FERDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> BatchStream:
         stream = self._stream("train", train=True)
-        log.info("training on rank %d of %d: %d images per epoch in %d batches of %d", stream.rank,
+        log.info("training on rank %d of %d: %d images per epoch in %d batches of %d%s", stream.rank,
                  stream.world_size, min(stream.n_real(), len(stream) * stream.batch_size),
-                 len(stream), stream.batch_size)
+                 len(stream), stream.batch_size,
+                 f", each image augmented {self.augment_copies} times" if self.augment_copies > 1 else "")
         return stream
 
     def val_dataloader(self) -> BatchStream:
@@ -146,5 +154,7 @@ class FERDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if self.augment is not None and trainer is not None and trainer.training \
                 and getattr(trainer.lightning_module, "train_augmentation", True):
+            if self.augment_copies > 1:  # copies drawn apart by the augmentation (and the model's random crops)
+                x, labels = x.repeat(self.augment_copies, 1, 1, 1), labels.repeat(self.augment_copies)
             x = self.augment(x)
         return x, labels

@@ -100,7 +100,8 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
         seconds["csv"] = time.perf_counter() - t
     result.seconds["total"] = time.perf_counter() - t_start + seconds.get("start-up", 0.0)
     result.extra.update(device=device, precision=precision, models=[r.describe() for r in resolved],
-                        model_names=model.names)
+                        model_names=model.names,
+                        mirror_invariant=[bool(getattr(m, "mirror_invariant", False)) for m in model.models])
     if weights_info:
         result.extra["ensemble_weights"] = dict(weights_info, members=[r.spec for r in resolved],
                                                 weights=list(model.weights))

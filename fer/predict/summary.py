@@ -8,9 +8,21 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def describe_tta(cfg, model_names: list[str], mirror_invariant: list[bool]) -> str:
+    """The TTA views predict used: the mirror view is skipped for models that already average it (fer.tta)."""
+    if not cfg.tta:
+        return "off"
+    views = "flip+shifts" if cfg.tta_shifts else "flip"
+    skipped = [name for name, invariant in zip(model_names, mirror_invariant) if invariant]
+    if not skipped:
+        return views
+    whose = "" if len(skipped) == len(model_names) else f" for {', '.join(skipped)}"
+    return f"{views}; mirror view skipped{whose}: ten crops include it"
+
+
 def print_summary(cfg, r) -> None:
     e = r.extra
-    tta = "off" if not cfg.tta else ("flip+shifts" if cfg.tta_shifts else "flip")
+    tta = describe_tta(cfg, e["model_names"], e.get("mirror_invariant") or [False] * len(e["model_names"]))
     models = " + ".join(e["model_names"])
     if e.get("video"):
         what = (f"{e['faces']} face(s) in {e['frames_sampled']} of {e['frames_read']} frame(s) of {e['video']} "

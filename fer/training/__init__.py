@@ -66,9 +66,12 @@ def _flat_params(cfg: DictConfig, model_name: str, data_name: str) -> dict[str, 
     return {PARAM_MODEL: model_name, "data": data_name, "data_root": cfg.data.get("root"),
             "optimizer": str(opt.get("_target_", "none")).rsplit(".", 1)[-1], "lr": opt.get("lr"),
             "scheduler": str(sched.get("_target_", "none")).rsplit(".", 1)[-1],
-            "batch_size": cfg.data.batch_size, "max_epochs": cfg.trainer.max_epochs,
+            "batch_size": cfg.data.batch_size, "augment_copies": cfg.data.get("augment_copies", 1),
+            "max_epochs": cfg.trainer.max_epochs,
             "precision": cfg.trainer.get("precision"), "seed": cfg.seed,
             "label_smoothing": cfg.model.get("label_smoothing"), "class_weighting": cfg.model.get("class_weighting"),
+            # callbacks=[default,ema]: the weight average's decay (none without it)
+            "ema_decay": OmegaConf.select(cfg, "callbacks.ema.decay", default=None),
             PARAM_DEVICE: _device_name(str(cfg.trainer.get("accelerator", "auto"))),
             "git_commit": _git_commit(cfg.paths.root_dir)}
 
@@ -83,8 +86,8 @@ def _device_name(accelerator: str) -> str:
 # config values that must be numbers: a typo in an override (trainer.max_epochs=3O) would otherwise surface as
 # an assertion deep inside Lightning
 _NUMERIC_KEYS = ("seed", "trainer.max_epochs", "trainer.min_epochs", "trainer.log_every_n_steps",
-                 "data.batch_size", "data.eval_batch_size", "data.val_fraction", "data.split_seed",
-                 "model.optimizer.lr", "model.optimizer.weight_decay", "model.label_smoothing")
+                 "data.batch_size", "data.augment_copies", "data.eval_batch_size", "data.val_fraction",
+                 "data.split_seed", "model.optimizer.lr", "model.optimizer.weight_decay", "model.label_smoothing")
 
 
 def validate_config(cfg: DictConfig) -> None:

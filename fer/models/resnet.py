@@ -1,0 +1,36 @@
+"""A timm ResNet trained from scratch on the faces, with the small-image stem FER and CIFAR ResNets use: the first
+conv at stride 1 (3x3) and no max-pool. ImageNet's stem (7x7 stride 2, then a max-pool) would shrink a 48x48 face
+to 12x12 before the first block and leave 2x2 for the last; this one leaves 6x6 (5x5 on 40x40 crops).
+ResNet-18 as in WuJie1010/Facial-Expression-Recognition.Pytorch: 11.2M parameters, ~1.4 GMAC per 48x48 face."""
+
+from __future__ import annotations
+
+import timm
+from timm.models.resnet import ResNet as TimmResNet
+from torch import nn
+
+from fer.classes import NUM_CLASSES
+from fer.models.base import FERClassifier
+from fer.models.registry import register_model
+
+
+@register_model("resnet")
+class ResNet(FERClassifier):
+    def __init__(self, arch: str = "resnet18", drop_rate: float = 0.0, drop_path_rate: float = 0.0, **kwargs):
+        self.arch, self.drop_rate, self.drop_path_rate = arch, drop_rate, drop_path_rate
+        super().__init__(**kwargs)
+
+    def build_net(self) -> nn.Module:
+        net = timm.create_model(self.arch, pretrained=False, num_classes=NUM_CLASSES, in_chans=1,
+                                drop_rate=self.drop_rate, drop_path_rate=self.drop_path_rate)
+        if not isinstance(net, TimmResNet):
+            raise ValueError(f"model.arch={self.arch!r} is not a timm ResNet (resnet18, resnet34, resnet18d...); "
+                             "other timm models: model=efficientnet model.arch=... model.pretrained=false")
+        if isinstance(net.conv1, nn.Conv2d):  # the plain stem: one 7x7 stride-2 conv -> 3x3 stride 1
+            net.conv1 = nn.Conv2d(1, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+        else:  # the deep stems ("d", "t" variants): three 3x3 convs, the first at stride 2 -> all at stride 1
+            for conv in net.conv1.modules():
+                if isinstance(conv, nn.Conv2d):
+                    conv.stride = (1, 1)
+        net.maxpool = nn.Identity()
+        return net
