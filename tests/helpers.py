@@ -46,16 +46,17 @@ def nll(probs: np.ndarray, labels: np.ndarray, label_smoothing: float = 0.0) -> 
 
 
 def score_test_split(cfg, model, precision: torch.dtype | None = torch.bfloat16, tta: bool = False,
-                      batch_size: int | None = None, tta_shift: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, labels) of the run's test split scored outside Lightning, as predict.py scores it (tta: the
-    mirror view, and the shifted ones unless tta_shift=0)."""
+                      batch_size: int | None = None, tta_shift: int | None = None,
+                      part: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, labels) of the run's test split (or `part`, e.g. "val") scored outside Lightning, as
+    predict.py scores it (tta: the mirror view, and the shifted ones unless tta_shift=0)."""
     import hydra
 
     from fer.predict.engine import predict_array
 
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("test")
-    idx = dm.idx["test"]
+    idx = dm.idx[part]
     probs = predict_array(model, dm.cache.images, idx, batch_size or cfg.data.eval_batch_size, "cpu", precision,
                           tta=tta, tta_shift=(2 if tta_shift is None else tta_shift) if tta else 0)
     return probs, dm.cache.labels[idx]

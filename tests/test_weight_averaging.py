@@ -5,22 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
-import numpy as np
 import pytest
 import torch
 
 from helpers import FAST, compose_train, nll, score_test_split
-
-
-def _val_probs(cfg, model) -> tuple[np.ndarray, np.ndarray]:
-    from fer.predict.engine import predict_array
-
-    dm = hydra.utils.instantiate(cfg.data)
-    dm.setup("fit")
-    idx = dm.idx["val"]
-    probs = predict_array(model, dm.cache.images, idx, cfg.data.eval_batch_size, "cpu", torch.bfloat16)
-    return probs, dm.cache.labels[idx]
 
 
 def test_ema_weights_are_validated_checkpointed_and_tested(tmp_path):
@@ -42,10 +30,10 @@ def test_ema_weights_are_validated_checkpointed_and_tested(tmp_path):
 
     # the last epoch's val loss is the averaged weights' (the ones saved after it), not the raw ones'
     model = load_model(last)
-    probs, labels = _val_probs(cfg, model)
+    probs, labels = score_test_split(cfg, model, part="val")
     assert results["val/loss"] == pytest.approx(nll(probs, labels), rel=1e-4, abs=1e-5)
     model.load_state_dict(raw)
-    raw_probs, _ = _val_probs(cfg, model)
+    raw_probs, _ = score_test_split(cfg, model, part="val")
     assert abs(nll(raw_probs, labels) - results["val/loss"]) > 1e-3
 
     # the test split is scored with the best checkpoint as calibrated: its averaged weights and temperature

@@ -57,7 +57,7 @@ class EMA(WeightAveraging):
 
 def drop_raw_weights(path: str | Path) -> None:
     """Rewrite a checkpoint without the raw weights and averaging state (atomically; a no-op without them)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not any(key in checkpoint for key in RAW_KEYS):
         return
     for key in RAW_KEYS:
