@@ -22,16 +22,30 @@ if not OmegaConf.has_resolver("fer.run_tag"):
     OmegaConf.register_new_resolver("fer.run_tag", lambda: RUN_TAG)
 
 
+def _training_precision(accelerator: str = "auto") -> str:
+    from fer.devices import training_precision
+
+    return training_precision(str(accelerator))
+
+
+# trainer.precision: ${fer.training_precision:${trainer.accelerator}}: bf16 where the hardware has it natively
+if not OmegaConf.has_resolver("fer.training_precision"):
+    OmegaConf.register_new_resolver("fer.training_precision", _training_precision)
+
+
 # Messages the libraries print on every run that a user of fer can do nothing about: an advertisement, and
-# warnings about choices fer makes on purpose (two checkpoint callbacks, bf16 model summaries, how MLflow exports
-# a CPU model).
+# warnings about choices fer makes on purpose (two checkpoint callbacks, bf16 model summaries, how torch.export
+# handles a CPU model, and the logged MLflow model: fer.tracking.served_model pickles a stateless class and checks
+# its own input, so its predict() has no type hints).
 _NOISE_LOGS = {"pytorch_lightning.utilities.rank_zero": ("litlogger",),
                "lightning.pytorch.utilities.rank_zero": ("litlogger",),
-               "torch._export.non_strict_utils": ("Dim.AUTO",)}
+               "torch._export.non_strict_utils": ("Dim.AUTO",),
+               "mlflow.pyfunc": ("Passing a Python object as `python_model`",)}
 # the ONNX exporter's optimiser reports each of its passes at INFO level ("Removed 84 unused nodes")
 _QUIET_LOGGERS = ("onnx_ir", "onnxscript")
 _NOISE_WARNINGS = ("No complete tensor found in the group", "is not supported by the model summary",
-                   r"\.test\(ckpt_path=\"best\"\)` is called with Trainer configured with multiple")
+                   r"\.test\(ckpt_path=\"best\"\)` is called with Trainer configured with multiple",
+                   "Add type hints to the `predict` method")
 
 
 class _DropMessages(logging.Filter):

@@ -45,7 +45,10 @@ def nll(probs: np.ndarray, labels: np.ndarray, label_smoothing: float = 0.0) -> 
     return float(((1 - label_smoothing) * true - label_smoothing * logp.mean(1)).mean())
 
 
-def score_test_split(cfg, model, precision: torch.dtype | None = torch.bfloat16, tta: bool = False,
+_RUN_PRECISION = object()  # the precision the run trained and tested with (cfg.trainer.precision)
+
+
+def score_test_split(cfg, model, precision=_RUN_PRECISION, tta: bool = False,
                       batch_size: int | None = None, tta_shift: int | None = None,
                       part: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, labels) of the run's test split (or `part`, e.g. "val") scored outside Lightning, as
@@ -54,6 +57,8 @@ def score_test_split(cfg, model, precision: torch.dtype | None = torch.bfloat16,
 
     from fer.predict.engine import predict_array
 
+    if precision is _RUN_PRECISION:
+        precision = torch.bfloat16 if str(cfg.trainer.precision).startswith("bf16") else None
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("test")
     idx = dm.idx[part]

@@ -3,6 +3,7 @@ without torch, and serves predict.py with the same results as the checkpoint; th
 
 from __future__ import annotations
 
+import os
 import json
 import subprocess
 import sys
@@ -115,7 +116,15 @@ def test_int8_quantised_model(trained, work):
     result = export(work, trained("cnn_deep"), f"output={work / 'q.onnx'}", "quantize=int8")
     assert result.int8 == work / "q.int8.onnx" and ExpressionModel(result.int8).info.quantized == "int8"
     assert result.int8.stat().st_size < 0.5 * result.output.stat().st_size
-    assert set(result.accuracy) == {"test fp32", "test int8"} and result.int8_comparison.n == 28
+    assert set(result.accuracy) == {"val fp32", "val int8", "test fp32", "test int8"}
+    assert result.int8_comparison.n == 28
+    # each file carries its own measured figures (its default call), and where it came from
+    for path, kind in ((result.output, "fp32"), (result.int8, "int8")):
+        info = ExpressionModel(path).info
+        assert info.val_acc == result.accuracy[f"val {kind}"] and info.data == "synthetic"
+        assert info.extra["fer.test_split"] == "test"
+        assert float(info.extra["fer.test_acc"]) == result.accuracy[f"test {kind}"]
+        assert {"fer.recipe", "fer.commit", "fer.device"} <= set(info.extra)
 
 
 def test_export_is_attached_to_the_checkpoints_mlflow_run(work, tmp_path):
@@ -150,23 +159,28 @@ def test_runtime_imports_no_torch_and_classifies(trained, work, tmp_path):
         cv2.imwrite(str(tmp_path / "in" / folder / "face.png"),
                     np.random.default_rng(0).integers(0, 256, (61, 50, 3), dtype=np.uint8))
     face, csv_out = tmp_path / "in" / "a" / "face.png", tmp_path / "runtime.csv"
-    cli = [str(out), str(tmp_path / "in"), "--output", str(csv_out)]
+    cli = [str(tmp_path / "in"), "--model", str(out), "--output", str(csv_out)]
     code = (f"import sys, numpy as np\n"
             f"from fer.runtime import ExpressionModel\n"
-            f"from fer.runtime.__main__ import main\n"
+            f"from fer.runtime.cli import main\n"
             f"m = ExpressionModel({str(out)!r})\n"
             f"p = m.predict_proba(np.zeros((3, 48, 48), np.uint8))\n"
             f"f = m.classify_files([{str(face)!r}])\n"
             f"assert p.shape == (3, 7) and abs(p.sum() - 3) < 1e-4 and f[0].label in m.class_names\n"
-            f"print(main({cli!r}), main({cli!r}))\n"  # the CLI; the second run may not replace the CSV
+            f"first, again = main({cli!r}), main({cli!r})\n"  # its own earlier output: replaced
+            f"open({str(csv_out)!r}, 'a').write('edited by hand\\n')\n"
+            f"print(first, again, main({cli!r}))\n"  # an output edited since: refused
             f"print(sorted(k for k in ('torch', 'pytorch_lightning', 'lightning', 'hydra', 'sklearn') "
             f"if k in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    env = {**os.environ, "FER_CACHE_DIR": str(tmp_path / "cache")}  # the runtime's ledger of its outputs
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-2:] == ["0 2", "[]"]
-    assert f"--output {csv_out} exists; give another path, or --overwrite" in proc.stderr
+    assert proc.stdout.strip().splitlines()[-2:] == ["0 0 2", "[]"]
+    assert f"output={csv_out} exists and is not an output of fer" in proc.stderr
+    csv_out.write_text("\n".join(csv_out.read_text().splitlines()[:-1]) + "\n")
     rows = csv_out.read_text().splitlines()
-    assert rows[0] == "image,label," + ",".join(CLASS_NAMES) and len(rows) == 3
+    assert rows[0] == "image,label," + ",".join(f"prob_{c}" for c in CLASS_NAMES) and len(rows) == 3
     assert sorted(r.split(",")[0] for r in rows[1:]) == ["a/face.png", "b/face.png"]  # names kept apart
 
 

@@ -19,7 +19,7 @@ from skimage.data import astronaut  # noqa: E402
 
 from fer.errors import UserError  # noqa: E402
 from fer.errors import DataError  # noqa: E402
-from fer.data.faces import FaceDetector, crop_face  # noqa: E402
+from fer.runtime.faces import FaceDetector, crop_face  # noqa: E402
 from fer.predict.faces import scan_photos  # noqa: E402
 
 # the astronaut's face in skimage.data.astronaut() (512x512): centre and size, measured by eye
@@ -53,7 +53,7 @@ def _near_face(box) -> bool:
 
 @pytest.mark.parametrize("backend", ["opencv", "skimage"])
 def test_detects_the_astronaut_and_nothing_else(backend, photos):
-    from fer.data.faces import _haar_path
+    from fer.runtime.faces import _haar_path
 
     if backend == "opencv" and _haar_path() is None:
         pytest.skip(f"OpenCV {cv2.__version__} has no Haar cascade (auto uses skimage's LBP cascade)")
@@ -70,7 +70,7 @@ def test_big_photo_is_searched_downscaled_but_boxes_are_in_photo_pixels(detector
 
 
 def test_overlapping_detections_of_one_face_are_merged():
-    from fer.data.faces import suppress_overlaps
+    from fer.runtime.faces import suppress_overlaps
 
     kept = suppress_overlaps([(514, 190, 298, 298), (583, 228, 240, 240), (1248, 1294, 98, 98)])
     assert kept == [(514, 190, 298, 298), (1248, 1294, 98, 98)]

@@ -24,8 +24,7 @@ from fer.classes import CLASS_NAMES  # noqa: E402
 from fer.errors import UserError  # noqa: E402
 from fer.errors import DataError  # noqa: E402
 from fer.predict.app import run_predict  # noqa: E402
-from fer.data.names import output_names  # noqa: E402
-from fer.predict.submission import PROB_COLUMNS, write_csv_atomic  # noqa: E402
+from fer.runtime.table import PROB_COLUMNS, output_names, write_csv_atomic  # noqa: E402
 
 # every model config; files starting with "_" are shared parts, not models. A new model is tested automatically.
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_"))
@@ -53,7 +52,7 @@ def work(tmp_path_factory) -> Path:
 
 def train_overrides(model: str, out: Path, cache: Path, batch_size: int, batches: int) -> list[str]:
     return [f"model={model}", "logger=none", "trainer.max_epochs=1", f"+trainer.limit_train_batches={batches}",
-            "+trainer.limit_val_batches=1", "trainer.accelerator=cpu", "trainer.precision=bf16-mixed",
+            "+trainer.limit_val_batches=1", "trainer.accelerator=cpu",
             "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
             "+trainer.enable_model_summary=false", "callbacks.early_stopping=null",
             "callbacks.model_checkpoint.save_last=false", "+callbacks.model_checkpoint.save_weights_only=true",
@@ -574,7 +573,7 @@ def test_output_never_replaces_a_file_predict_did_not_write(fast_ckpt, work, tmp
 def test_full_disk_is_one_line_and_leaves_no_file(fast_ckpt, work, tmp_path, challenge, monkeypatch):
     import errno
 
-    import fer.predict.submission as submission
+    import fer.runtime.table as submission
 
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

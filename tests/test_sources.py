@@ -209,7 +209,7 @@ def test_decompression_bomb_is_refused_from_its_header(folder_dataset, tmp_path,
 
 @pytest.mark.parametrize("fmt", [".jpg", ".png", ".bmp", ".webp", ".tif"])
 def test_image_size_is_read_from_the_header(fmt, tmp_path):
-    from fer.data.decode import image_size
+    from fer.runtime.images import image_size
 
     path = tmp_path / f"x{fmt}"
     assert cv2.imwrite(str(path), np.zeros((37, 53, 3), np.uint8))
@@ -240,7 +240,7 @@ def test_challenge_csv_columns_found_by_content_or_position_are_reported(challen
 def test_jpeg_size_is_found_behind_a_large_metadata_block():
     """A camera JPEG can carry 100 KB of EXIF/ICC before its frame header: the size is still read from the header,
     so the pixel limit applies before decoding."""
-    from fer.data.decode import decode_bytes, image_size
+    from fer.runtime.images import decode_bytes, image_size
 
     ok, enc = cv2.imencode(".jpg", np.full((40, 64), 128, np.uint8))
     enc = enc.tobytes()

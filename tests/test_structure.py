@@ -1,6 +1,7 @@
 """The package's floors: every import (at module level or inside a function) goes to the same floor or one below,
-and no module imports itself back through others. Ground: classes, errors, TTA views; then data, models,
-tracking, and on top the entry flows (train, predict, audit, export) with the CLI helpers."""
+and no module imports itself back through others. Ground: classes, errors, TTA views; then the torch-free runtime
+(which the package ships on its own), data, models, tracking, and on top the entry flows (train, predict, audit,
+export) with the CLI helpers."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import pytest
 from helpers import ROOT
 
 FLOORS = {  # module prefix -> floor; the longest matching prefix wins
-    "fer": 0, "fer.classes": 0, "fer.errors": 0, "fer.tta": 0,
-    "fer.data": 1,
-    "fer.models": 2,
-    "fer.tracking": 3,
-    "fer.runtime": 2,
-    "fer.training": 4, "fer.predict": 4, "fer.audit": 4, "fer.cli": 4, "fer.export": 4,
+    "fer": 0, "fer.classes": 0, "fer.errors": 0, "fer.tta": 0, "fer.devices": 0,
+    "fer.runtime": 1,
+    "fer.data": 2,
+    "fer.models": 3,
+    "fer.tracking": 4,
+    "fer.training": 5, "fer.predict": 5, "fer.audit": 5, "fer.cli": 5, "fer.export": 5,
 }
 
 
@@ -61,6 +62,16 @@ GRAPH = _imports()
 def test_imports_only_go_down_a_floor_or_stay(module):
     up = [m for m in GRAPH[module] if _floor(m) > _floor(module)]
     assert not up, f"{module} (floor {_floor(module)}) imports from a higher floor: {up}"
+
+
+def test_the_runtime_needs_nothing_of_the_training_side():
+    """The torch-free boundary is the layout: fer.runtime imports only itself and the torch-free ground floor
+    (classes, errors), so `pip install fer-toolkit` without torch can run all of it."""
+    allowed = ("fer.runtime", "fer.classes", "fer.errors", "fer")
+    outside = {m: sorted(i for i in GRAPH[m] if not any(i == a or i.startswith(a + ".") for a in allowed[:-1])
+                         and i != "fer")
+               for m in GRAPH if m.startswith("fer.runtime")}
+    assert not {m: i for m, i in outside.items() if i}, outside
 
 
 def test_no_import_cycles():

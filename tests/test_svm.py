@@ -258,28 +258,30 @@ def test_hydra_config_builds_the_model():
     assert model.hparams.kernel == cfg.model.kernel and model.hparams.C == cfg.model.C
 
 
-def test_log_model_logs_the_sklearn_pipeline(trained, tmp_path):
-    import mlflow.sklearn
+def test_logged_model_serves_the_fitted_svm(trained, tmp_path):
+    """The run's MLflow model (fer.tracking.served_model, the same for every model) around the SVM checkpoint: its
+    labels are the SVC's own predictions, its probabilities the temperature-scaled ones of the checkpoint."""
+    import mlflow.pyfunc
     from mlflow.tracking import MlflowClient
 
+    from fer.classes import CLASS_NAMES
     from fer.tracking.record import ARTIFACT_MODEL, RunRecord
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.create_experiment("svm-test", artifact_location=(tmp_path / "artifacts").as_uri())
     run = client.create_run(exp)
     try:
-        RunRecord(client, run.info.run_id, exp).log_model(trained.model)
+        RunRecord(client, run.info.run_id, exp).log_model(trained.ckpt)
+        served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/{ARTIFACT_MODEL}")
     finally:
         mlflow.set_tracking_uri(None)
-    assert float(client.get_run(run.info.run_id).data.params["svm_temperature"]) == pytest.approx(
-        float(trained.model.temperature))
-    mlflow.set_tracking_uri(client.tracking_uri)
-    try:
-        pipeline = mlflow.sklearn.load_model(f"runs:/{run.info.run_id}/{ARTIFACT_MODEL}")
-    finally:
-        mlflow.set_tracking_uri(None)
-    flat = trained.x_test.reshape(len(trained.x_test), -1).numpy()
-    np.testing.assert_array_equal(pipeline.predict(flat), trained.model.predict_proba(trained.x_test).argmax(1).numpy())
+    faces = np.ascontiguousarray(trained.dm.cache.images[trained.dm.idx["test"]])
+    out = served.predict(faces)
+    model = load_model(trained.ckpt)
+    np.testing.assert_allclose(out[list(CLASS_NAMES)].to_numpy(), model.predict_proba(trained.x_test).numpy(),
+                               atol=1e-5)
+    svc_says = model.pipeline.predict(trained.x_test.reshape(len(faces), -1).numpy())
+    assert out["label"].tolist() == [CLASS_NAMES[i] for i in svc_says]
 
 
 @pytest.mark.parametrize("present", [(0, 3, 5), (2, 6)])

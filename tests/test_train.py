@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from fer.classes import CLASS_NAMES
+from fer.data.augment import to_unit_float
 from fer.models.loading import load_model
 from fer.training import run_training
 
@@ -73,15 +75,14 @@ def test_one_epoch_mlflow_run_and_reload(model_name, tmp_path):
     # misclassified grid: logged whenever the model got a test image wrong
     assert ("reports/misclassified.png" in reports) == bool((preds != labels).any())
 
-    # the logged MLflow model loads back and predicts what the checkpoint predicts
-    x = torch.rand(16, 1, 48, 48)
-    logged = mlflow.pyfunc.load_model(f"runs:/{rid}/model")
-    if "pytorch" in logged.metadata.flavors:  # neural models: the module, returning calibrated probabilities
-        out = np.asarray(logged.predict(x.numpy()))
-        np.testing.assert_allclose(out, _predict(model, x), atol=1e-5)
-    else:  # the SVM: its sklearn pipeline on flattened images, returning class indices
-        out = np.asarray(logged.predict(x.reshape(16, -1).numpy()))
-        assert np.array_equal(out, _predict(model, x).argmax(1))
+    # the logged MLflow model serves uint8 faces: the best checkpoint's calibrated probabilities for x / 255 and the
+    # label (tests/test_serving.py checks the rest of its contract)
+    faces = torch.randint(0, 256, (16, 48, 48), dtype=torch.uint8)
+    served = mlflow.pyfunc.load_model(f"runs:/{rid}/model").predict(faces.numpy())
+    assert list(served.columns) == [*CLASS_NAMES, "label"]
+    expected = _predict(model, to_unit_float(faces))
+    np.testing.assert_allclose(served[list(CLASS_NAMES)].to_numpy(), expected, atol=1e-5)
+    assert served["label"].tolist() == [CLASS_NAMES[i] for i in expected.argmax(1)]
 
 
 @pytest.mark.parametrize("mode", ["balanced", "sqrt"])

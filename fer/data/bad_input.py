@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer.data.decode import DEFAULT_MAX_PIXELS
+from fer.runtime.images import DEFAULT_MAX_PIXELS
 from fer.errors import DataError
 
 

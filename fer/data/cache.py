@@ -33,7 +33,7 @@ import numpy as np
 from fer.classes import IMAGE_SIZE
 from fer.data import cache_guard
 from fer.data.bad_input import BadInputLog
-from fer.data.decode import DEFAULT_MAX_PIXELS
+from fer.runtime.images import DEFAULT_MAX_PIXELS
 from fer.data.manifest import Manifest
 from fer.errors import DataError
 

@@ -14,7 +14,7 @@ from fer.classes import NUM_CLASSES
 from fer.data.augment import to_unit_float
 from fer.data.batches import BatchStream
 from fer.data.cache import ImageCache, open_cache
-from fer.data.decode import DEFAULT_MAX_PIXELS
+from fer.runtime.images import DEFAULT_MAX_PIXELS
 from fer.data.opened import OpenedData, SplitSettings, open_data
 from fer.data.splits import split_digest
 from fer.errors import DataError

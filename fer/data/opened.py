@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from fer.data.cache import ImageCache, open_cache
-from fer.data.decode import DEFAULT_MAX_PIXELS
+from fer.runtime.images import DEFAULT_MAX_PIXELS
 from fer.data.splits import PREDICT_SPLITS, TEST_SPLITS, choose_split, train_val_indices
 from fer.errors import DataError, UserError
 

@@ -21,6 +21,7 @@ from fer.data.bad_input import BadInputLog
 from fer.data.manifest import (IMAGE_EXTENSIONS, UNLABELLED, FillReport, Manifest, file_fill, list_files,
                                require_dir, stat_identity)
 from fer.errors import DataError
+from fer.runtime.images import list_inputs
 
 
 @dataclass
@@ -247,17 +248,7 @@ class ImageListSource:
     name: str = "images"
 
     def manifest(self) -> Manifest:
-        files: list[Path] = []
-        for p in map(lambda s: Path(s).expanduser(), self.paths):
-            if p.is_dir():
-                found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-                if not found:
-                    raise DataError(f"{p}: empty folder, no images to read")
-                files += found
-            elif p.is_file():
-                files.append(p)
-            else:
-                raise DataError(f"input not found: {p}")
+        files = list_inputs(self.paths)  # the runtime's lister: both tools read the same files
         names = [str(f) for f in files]
         identity = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
         return Manifest(names=names, splits=["predict"] * len(names),

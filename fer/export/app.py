@@ -1,21 +1,20 @@
 """What `python export.py` does: resolve the checkpoint as predict.py does, write the ONNX file with its metadata,
 check it against PyTorch on real images of the data config (and refuse to leave a file that does not match),
-optionally quantise it to int8, and attach the file to the checkpoint's MLflow run when it has one."""
+optionally quantise it to int8, measure each written file on the val and test splits (into its metadata), and
+attach the files to the checkpoint's MLflow run when it has one."""
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fer.classes import CLASS_NAMES, IMAGE_SIZE
 from fer.errors import UserError
 from fer.export.check import compare, torch_probabilities
+from fer.runtime.metadata import KNOWN_VIEWS, TEST_ACC, TEST_SPLIT, VAL_ACC
 
 log = logging.getLogger(__name__)
 
@@ -31,45 +30,37 @@ class ExportResult:
     run_id: str | None = None
 
 
-def _run_of(resolved) -> str | None:
-    """The MLflow run a checkpoint belongs to: the one it was resolved through, or its run folder's."""
-    from fer.tracking.run_folder import CHECKPOINTS, RunFolder
-
-    if resolved.run_id:
-        return resolved.run_id
-    if resolved.path.parent.name == CHECKPOINTS:
-        info = RunFolder(resolved.path.parent.parent).read_info()
-        return info.mlflow_run_id if info else None
-    return None
-
-
 def _sample(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(rows)[:n]) if len(rows) > n else rows
 
 
-def run_export(cfg) -> ExportResult:
+def _check_settings(cfg) -> None:
     from omegaconf import OmegaConf
 
-    from fer.cli import silence_library_noise
     from fer.predict.inputs import as_list
-    from fer.predict.output_guard import OutputGuard
-    from fer.predict.resolve import resolve_checkpoint
 
-    silence_library_noise()
     if OmegaConf.is_missing(cfg, "ckpt") or len(as_list(cfg.ckpt)) != 1:
         raise UserError("which model? ckpt=PATH.ckpt, a train.py run folder, an MLflow run id, runs:/<id>, best or "
                         "best:<model> (one checkpoint: an ensemble is exported member by member)")
     if cfg.quantize not in ("none", "int8"):
         raise UserError(f"quantize={cfg.quantize}: expected none or int8")
+    if cfg.views not in KNOWN_VIEWS:
+        raise UserError(f"views={cfg.views}: expected one of {', '.join(KNOWN_VIEWS)}")
+
+
+def run_export(cfg) -> ExportResult:
+    from fer.cli import silence_library_noise
+    from fer.predict.inputs import as_list
+    from fer.predict.resolve import resolve_checkpoint
+
+    silence_library_noise()
+    _check_settings(cfg)
     resolved = resolve_checkpoint(as_list(cfg.ckpt)[0], cfg.tracking_uri, cfg.experiment_name,
                                   Path(cfg.paths.cache_dir) / "checkpoints")
     from fer.data.opened import open_data_config
-    from fer.data.splits import split_digest
-    from fer.export.onnx_file import export_onnx
-    from fer.models.base import CALIBRATION_KEY
+    from fer.export.provenance import model_info
     from fer.models.loading import load_model
-    from fer.runtime import ExpressionModel
-    from fer.runtime.metadata import ModelInfo
+    from fer.runtime.output_guard import OutputGuard
 
     model = load_model(resolved.path)
     if not getattr(model, "onnx_exportable", True):
@@ -82,60 +73,93 @@ def run_export(cfg) -> ExportResult:
             guard.check(path)
 
     data = open_data_config(cfg.data, progress=cfg.progress)
-    cache = data.cache
-    has_train = bool(len(cache.split_indices(data.settings.train_split)))
-    val = data.train_val[1] if has_train else np.empty(0, np.int64)
-    check_rows = _sample(val if len(val) else np.arange(len(cache)), cfg.check_images)
-    record = getattr(model, "val_split_record", None)
-    val_acc = None
-    if len(val) and record and record.get("digest") == split_digest(cache, val):
-        val_acc = float((torch_probabilities(model, np.asarray(cache.images)[val]).argmax(1)
-                         == cache.labels[val]).mean())
-    elif len(val):
-        log.warning("val accuracy not recorded: the checkpoint's val split is not the one of data=%s (give the data "
-                    "settings it was trained with)", data.name)
-    info = ModelInfo(model=type(model).model_name, class_names=CLASS_NAMES, input_size=IMAGE_SIZE,
-                     temperature=float(getattr(model, CALIBRATION_KEY)), source_checkpoint=str(resolved.path),
-                     mlflow_run_id=_run_of(resolved), val_split=record, val_acc=val_acc,
-                     exported=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    # written and checked under a name of its own beside the target, which it replaces only once it passed: a
-    # failed export leaves the previous file as it was
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, staged = tempfile.mkstemp(prefix=f".{output.stem}-", suffix=output.suffix, dir=output.parent)
-    os.close(fd)
-    try:
-        export_onnx(model, Path(staged), info, cfg.opset)
-        images = np.asarray(cache.images)[check_rows]
-        reference = torch_probabilities(model, images)
-        comparison = compare(reference, ExpressionModel(staged).predict_proba(images))
-        if not comparison.ok:
-            raise UserError(f"the ONNX model does not match the checkpoint on {comparison.n} images of "
-                            f"data={data.name} (max |diff| {comparison.max_abs_diff:.2g}, same class on "
-                            f"{comparison.agreement:.2%}); nothing was written")
-        os.replace(staged, output)
-    finally:
-        Path(staged).unlink(missing_ok=True)
+    parts = _Parts.of(data, getattr(model, "val_split_record", None))
+    info = model_info(model, resolved, cfg.views, cfg.tracking_uri)
+    info.exported = time.strftime("%Y-%m-%dT%H:%M:%S")
+    images = np.asarray(data.cache.images)[_sample(parts.val if len(parts.val) else np.arange(len(data.cache)),
+                                                   cfg.check_images)]
+    reference, comparison = _write_checked(model, output, info, images, data.name, cfg.opset)
     guard.record(output)
-    result = ExportResult(output, comparison, val_acc, run_id=info.mlflow_run_id)
+    result = ExportResult(output, comparison, run_id=info.mlflow_run_id)
     if int8_path is not None:
-        train = data.train_val[0] if has_train else np.arange(len(cache))
-        quantize_rows = _sample(train, cfg.calibration_images, seed=1)
         from fer.export.quantize import quantize_int8
+        from fer.runtime import ExpressionModel
 
-        quantize_int8(output, int8_path, np.asarray(cache.images)[quantize_rows])
+        quantize_int8(output, int8_path, np.asarray(data.cache.images)[_sample(parts.train, cfg.calibration_images,
+                                                                                seed=1)])
         guard.record(int8_path)
         result.int8 = int8_path
         result.int8_comparison = compare(reference, ExpressionModel(int8_path).predict_proba(images))
-        if data.test_split:  # what int8 costs in accuracy, on the test split (reported, never used to choose)
-            test = cache.split_indices(data.test_split)
-            x, y = np.asarray(cache.images)[test], cache.labels[test]
-            for name, path in (("fp32", output), ("int8", int8_path)):
-                result.accuracy[f"{data.test_split} {name}"] = float(
-                    (ExpressionModel(path).predict_proba(x).argmax(1) == y).mean())
+    for path, kind in ((output, "fp32"), (int8_path, "int8")):
+        if path is not None:
+            _measure(path, kind, data, parts, result, guard)
+    result.val_acc = result.accuracy.get("val fp32")
     if result.run_id:
         _attach(cfg, result)
     _print_summary(result, data.name)
     return result
+
+
+@dataclass
+class _Parts:
+    train: np.ndarray  # int8 calibration images come from here
+    val: np.ndarray  # the export check's images; its accuracy only when it is the checkpoint's own val split
+    val_is_own: bool
+    test: np.ndarray
+    test_split: str | None
+
+    @classmethod
+    def of(cls, data, record: dict | None) -> _Parts:
+        from fer.data.splits import split_digest
+
+        cache = data.cache
+        has_train = bool(len(cache.split_indices(data.settings.train_split)))
+        train, val = data.train_val if has_train else (np.arange(len(cache)), np.empty(0, np.int64))
+        own = bool(len(val) and record and record.get("digest") == split_digest(cache, val))
+        if len(val) and not own:
+            log.warning("val accuracy not recorded: the checkpoint's val split is not the one of data=%s (give the "
+                        "data settings it was trained with)", data.name)
+        test = cache.split_indices(data.test_split) if data.test_split else np.empty(0, np.int64)
+        return cls(train, val, own, test, data.test_split)
+
+
+def _write_checked(model, output: Path, info, images: np.ndarray, data_name: str, opset: int):
+    """The ONNX file, written under a name of its own beside the target and checked against the checkpoint (with
+    the same views) before it replaces the target: a failed export leaves the previous file as it was."""
+    from fer.export.onnx_file import export_onnx
+    from fer.runtime import ExpressionModel
+    from fer.runtime.atomic import atomic_path
+
+    reference = torch_probabilities(model, images, views=info.views)
+    with atomic_path(output) as staged:
+        export_onnx(model, staged, info, opset)
+        comparison = compare(reference, ExpressionModel(staged).predict_proba(images))
+        if not comparison.ok:
+            raise UserError(f"the ONNX model does not match the checkpoint on {comparison.n} images of "
+                            f"data={data_name} (max |diff| {comparison.max_abs_diff:.2g}, same class on "
+                            f"{comparison.agreement:.2%}); nothing was written")
+    return reference, comparison
+
+
+def _measure(path: Path, kind: str, data, parts: _Parts, result: ExportResult, guard) -> None:
+    """The written file's own accuracy (its default call: baked views and quantisation included) on the
+    checkpoint's val split and on the test split, reported and kept in its metadata. Never used to choose."""
+    from fer.export.onnx_file import stamp_metadata
+    from fer.runtime import ExpressionModel
+
+    model, props = ExpressionModel(path), {}
+    images, labels = data.cache.images, data.cache.labels
+    if parts.val_is_own:
+        acc = float((model.predict_proba(np.asarray(images)[parts.val]).argmax(1) == labels[parts.val]).mean())
+        result.accuracy[f"val {kind}"] = acc
+        props[VAL_ACC] = repr(acc)
+    if len(parts.test) and (labels[parts.test] >= 0).all():
+        acc = float((model.predict_proba(np.asarray(images)[parts.test]).argmax(1) == labels[parts.test]).mean())
+        result.accuracy[f"{parts.test_split} {kind}"] = acc
+        props.update({TEST_SPLIT: str(parts.test_split), TEST_ACC: repr(acc)})
+    if props:
+        stamp_metadata(path, props)
+        guard.record(path)
 
 
 def _attach(cfg, result: ExportResult) -> None:
@@ -157,14 +181,12 @@ def _print_summary(r: ExportResult, data_name: str) -> None:
              "probabilities [N,7]",
              f"  checked on {c.n} images of data={data_name}: max |diff| vs PyTorch {c.max_abs_diff:.2g}, same class "
              f"on {c.agreement:.2%}"]
-    if r.val_acc is not None:
-        lines.append(f"  val accuracy {r.val_acc:.4f} (in its metadata)")
     if r.int8 is not None:
         q = r.int8_comparison
         lines.append(f"wrote {r.int8} ({r.int8.stat().st_size / 2**20:.1f} MB, int8): same class as fp32 PyTorch on "
                      f"{q.agreement:.2%} of the {q.n} images, max |diff| {q.max_abs_diff:.2g}")
-        if r.accuracy:
-            lines.append("  accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in r.accuracy.items()))
+    if r.accuracy:
+        lines.append("  accuracy (in each file's metadata): " + ", ".join(f"{k} {v:.4f}" for k, v in r.accuracy.items()))
     if r.run_id:
         lines.append(f"  attached to MLflow run {r.run_id} (artifacts export/)")
     print("\n".join(lines), flush=True)

@@ -22,14 +22,19 @@ class Comparison:
         return self.max_abs_diff <= MAX_ABS_DIFF and self.agreement >= MIN_AGREEMENT
 
 
-def torch_probabilities(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """The checkpoint's calibrated probabilities in fp32 on the CPU: the reference the export must match."""
+def torch_probabilities(model, images: np.ndarray, batch_size: int = 512, views: str = "none") -> np.ndarray:
+    """The checkpoint's calibrated probabilities in fp32 on the CPU, averaged over the named test-time views as
+    predict.py's tta does (fer.tta.model_tta_proba): the reference the export must match."""
+    from fer.tta import NAMED_VIEWS, model_tta_proba
+
     model = model.cpu().float().eval()
+    flip_shift = NAMED_VIEWS[views]
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).float().div(255).unsqueeze(1)
-            out.append(model.predict_proba(x).numpy())
+            p = model.predict_proba(x) if flip_shift is None else model_tta_proba(model, x, *flip_shift)
+            out.append(p.numpy())
     return np.concatenate(out) if out else np.empty((0, 7), np.float32)
 
 

@@ -1,11 +1,10 @@
 """Write a classifier as an ONNX file: uint8 [N,48,48] faces in, calibrated probabilities [N,7] out, with the
-scaling to [0,1], the model's own normalisation (and ten-crop, for crop models) and the calibration temperature
-inside the graph; the batch size is dynamic."""
+scaling to [0,1], the model's own normalisation (and ten-crop, for crop models), the calibration temperature and,
+optionally, the mean over test-time views (fer.tta) inside the graph; the batch size is dynamic."""
 
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -14,7 +13,9 @@ import torch
 from torch import nn
 
 from fer.models.base import FERClassifier, Probabilities
+from fer.runtime.atomic import atomic_path
 from fer.runtime.metadata import ModelInfo
+from fer.tta import NAMED_VIEWS, tta_proba
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +23,18 @@ INPUT_NAME, OUTPUT_NAME = "faces", "probabilities"
 
 
 class FacesToProbabilities(nn.Module):
-    """The exported computation: uint8 faces [N,48,48] -> calibrated probabilities [N,7]."""
+    """The exported computation: uint8 faces [N,48,48] -> calibrated probabilities [N,7], averaged over the named
+    test-time views (the same views as predict.py's tta; no mirror view for a model that already averages it)."""
 
-    def __init__(self, model: FERClassifier):
+    def __init__(self, model: FERClassifier, views: str = "none"):
         super().__init__()
         self.probabilities = Probabilities(model)
+        flip_shift = NAMED_VIEWS[views]
+        self.views = None if flip_shift is None else (flip_shift[0] and not model.mirror_invariant, flip_shift[1])
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        return self.probabilities(faces.to(torch.float32).div(255.0).unsqueeze(1))
+        x = faces.to(torch.float32).div(255.0).unsqueeze(1)
+        return self.probabilities(x) if self.views is None else tta_proba(self.probabilities, x, *self.views)
 
 
 def export_onnx(model: FERClassifier, path: Path, info: ModelInfo, opset: int = 18) -> Path:
@@ -39,7 +44,7 @@ def export_onnx(model: FERClassifier, path: Path, info: ModelInfo, opset: int = 
 
     model = model.cpu().float().eval()
     model.__dict__.pop("_compiled_net", None)  # the plain network is what gets traced
-    wrapper = FacesToProbabilities(model).eval()
+    wrapper = FacesToProbabilities(model, info.views).eval()
     example = torch.zeros(2, info.input_size, info.input_size, dtype=torch.uint8)
     batch = torch.export.Dim("batch")
     with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
@@ -54,13 +59,26 @@ def export_onnx(model: FERClassifier, path: Path, info: ModelInfo, opset: int = 
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.doc_string = f"fer {info.model}: uint8 faces [N,48,48] -> calibrated probabilities [N,7]"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(proto, tmp_path)
-        os.replace(tmp_path, path)
-    except BaseException:
-        Path(tmp_path).unlink(missing_ok=True)
-        raise
+    return _save(proto, path)
+
+
+def stamp_metadata(path: Path, props: dict[str, str]) -> Path:
+    """Add (or replace) metadata entries of an ONNX file, e.g. the accuracy measured on the written file."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    kept = {p.key: p.value for p in proto.metadata_props}
+    kept.update(props)
+    del proto.metadata_props[:]
+    for key, value in kept.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return _save(proto, path)
+
+
+def _save(proto, path: Path) -> Path:
+    import onnx
+
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
     return path

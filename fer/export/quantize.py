@@ -4,7 +4,6 @@ training images."""
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ def quantize_int8(fp32: Path, out: Path, calibration_images: np.ndarray, batch_s
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from fer.runtime.atomic import atomic_path
     from fer.runtime.metadata import QUANTIZED
 
     class Reader(CalibrationDataReader):
@@ -42,12 +42,6 @@ def quantize_int8(fp32: Path, out: Path, calibration_images: np.ndarray, batch_s
         for key, value in source.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, staged = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=out.suffix, dir=out.parent)  # atomic rename
-        os.close(fd)
-        try:
-            onnx.save(proto, staged)
-            os.replace(staged, out)
-        finally:
-            Path(staged).unlink(missing_ok=True)
+        with atomic_path(out) as staged:
+            onnx.save(proto, str(staged))
     return out

@@ -10,7 +10,6 @@ import copy
 from typing import Any
 
 import hydra.utils
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -242,22 +241,6 @@ class FERClassifier(pl.LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval}}
 
-    # ---- export ----------------------------------------------------------------------------------------
-    def mlflow_model_spec(self) -> dict[str, Any]:
-        """How to log this model as an MLflow model (fer.tracking.record.RunRecord.log_model): the flavour, the
-        object, an input example. Neural models: the PyTorch flavour of an fp32 CPU copy, taking float [B,1,48,48]
-        in [0,1] and returning calibrated class probabilities [B,7] (what predict_proba gives)."""
-        # two images, not one: MLflow exports the module with torch.export, which fixes every dimension whose
-        # example size is 1, and a batch of 1 gave a model that took 1 image only
-        example = np.zeros((2, 1, 48, 48), dtype=np.float32)
-        compiled = self.__dict__.pop("_compiled_net", None)  # the plain module: compiled code does not copy
-        try:
-            model = copy.deepcopy(self).cpu().float().eval()
-        finally:
-            if compiled is not None:
-                self.__dict__["_compiled_net"] = compiled
-        return {"flavour": "pytorch", "model": Probabilities(model), "input_example": example}
-
     # ---- checkpoints ---------------------------------------------------------------------------------
     @classmethod
     def inference_kwargs(cls, hparams: dict[str, Any]) -> dict[str, Any]:
@@ -275,7 +258,7 @@ class FERClassifier(pl.LightningModule):
 
 
 class Probabilities(nn.Module):
-    """A classifier as a plain module returning its calibrated probabilities (for MLflow and ONNX exports)."""
+    """A classifier as a plain module returning its calibrated probabilities (for the ONNX export)."""
 
     def __init__(self, model: FERClassifier):
         super().__init__()

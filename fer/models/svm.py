@@ -30,12 +30,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch import nn
 
-from fer.classes import IMAGE_SIZE, NUM_CLASSES
+from fer.classes import NUM_CLASSES
 from fer.models.base import FERClassifier
 from fer.models.calibration import fit_temperature
 from fer.models.hog import HogFeatures
 from fer.models.registry import register_model
-from fer.models.svm_storage import TRUSTED_TYPES, dump_pipeline, load_pipeline
+from fer.models.svm_storage import dump_pipeline, load_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -255,17 +255,3 @@ class HogSVM(FERClassifier):
         super().on_load_checkpoint(checkpoint)
         self.pipeline = load_pipeline(checkpoint)
         self._temperature_pending = False
-
-    def mlflow_model_spec(self) -> dict[str, Any]:
-        """The fitted sklearn pipeline in MLflow's sklearn flavour (skops format). Its input: flattened 48x48
-        images, float in [0,1], shape [N,2304]; predict gives class indices. The fer package travels as code, for
-        the HOG step."""
-        import fer
-
-        if self.pipeline is None:
-            raise RuntimeError("HogSVM is not fitted; nothing to log")
-        return {"flavour": "sklearn", "model": self.pipeline,
-                "input_example": np.zeros((1, IMAGE_SIZE * IMAGE_SIZE), dtype=np.float32),
-                "options": {"code_paths": [fer.__path__[0]], "serialization_format": "skops",
-                            "skops_trusted_types": TRUSTED_TYPES},
-                "params": {"svm_temperature": float(self.temperature)}}

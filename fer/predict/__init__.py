@@ -8,6 +8,6 @@ Modules (imported on demand so predict.py starts quickly):
   engine      device/precision choice, batched probabilities over a uint8 image array (TTA: fer.tta)
   ensemble    several models mixed into one predict_proba; mixture weights fitted on the val split
   faces       face detection in photos, 48x48 crops, annotated copies
-  outputs     the CSV rows (images or faces) and the result; submission: columns, names, atomic writing
+  outputs     the CSV rows (images or faces) and the result (written by fer.runtime.table, shared with the runtime)
   summary     the lines printed at the end
 """

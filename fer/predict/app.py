@@ -12,7 +12,7 @@ from fer.errors import UserError
 from fer.predict.inputs import as_list, face_detector, read_images, scan_faces, video_input
 from fer.predict.outputs import PredictResult, output_guard, write_faces, write_images, write_video
 from fer.predict.resolve import resolve_all
-from fer.predict.submission import check_label_format
+from fer.runtime.table import check_label_format
 from fer.predict.summary import print_summary
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     seconds["faces" if cfg.face_detect else "data"] = time.perf_counter() - t
 
     model, score, device, precision = _engine(cfg, resolved, seconds)
+    _warn_if_synthetic(model, resolved)
     from fer.predict.ensemble import fit_weights_on_val
 
     weights_info = None
@@ -107,6 +108,15 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
                                                 weights=list(model.weights))
     print_summary(cfg, result)
     return result
+
+
+def _warn_if_synthetic(model, resolved) -> None:
+    """A checkpoint trained on the synthetic default data says so (an exported one says it when it is loaded)."""
+    from fer.runtime.metadata import SYNTHETIC, SYNTHETIC_WARNING
+
+    for member, r in zip(model.models, resolved):
+        if not r.is_onnx and (getattr(member, "val_split_record", None) or {}).get("data") == SYNTHETIC:
+            log.warning("%s: %s", r.spec, SYNTHETIC_WARNING)
 
 
 def _video(cfg, video, predict, seconds: dict[str, float]) -> PredictResult:

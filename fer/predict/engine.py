@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import torch
 
+from fer.devices import native_bf16
 from fer.errors import UserError
 from fer.data.augment import to_unit_float
 from fer.runtime.engine import row_batches  # numpy only: shared with the torch-free runtime
@@ -35,15 +36,6 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX512-BF16 / AMX): there bf16 convolutions run about twice
-    as fast as fp32 (measured on cnn_deep, see bench/predict_speed.py); elsewhere bf16 is emulated and slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def select_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32. auto: bf16 where the hardware has it, else fp32."""
     precision = _ALIASES.get(str(precision).lower(), str(precision).lower())
@@ -51,12 +43,7 @@ def select_precision(precision: str, device: torch.device) -> torch.dtype | None
         raise UserError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return None
-    if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
-    elif device.type == "cpu":
-        supported = cpu_has_native_bf16()
-    else:
-        supported = False
+    supported = native_bf16(device.type)
     if precision == "auto":
         return torch.bfloat16 if supported else None
     if not supported:

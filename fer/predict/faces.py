@@ -1,4 +1,4 @@
-"""Faces in photos for predict.py: decode each photo, find and crop its faces (fer.data.faces), and write annotated
+"""Faces in photos for predict.py: decode each photo, find and crop its faces (fer.runtime.faces), and write annotated
 copies.
 
 Detector (face_detector=auto): OpenCV's bundled Haar cascade (cv2.data.haarcascades +
@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from fer.data.bad_input import BadInputLog
-from fer.data.decode import DEFAULT_MAX_PIXELS, decode_bytes
-from fer.data.faces import Box, FaceDetector, crop_face, draw_faces, to_gray_u8
+from fer.runtime.faces import Box, FaceDetector, crop_face, draw_faces
+from fer.runtime.images import DEFAULT_MAX_PIXELS, decode_bytes, to_gray_u8
 from fer.errors import UserError
 
 @dataclass

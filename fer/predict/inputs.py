@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from fer.data.names import output_names
 from fer.data.opened import OpenedData, open_data, open_data_config
 from fer.data.splits import PREDICT_SPLITS, choose_split
 from fer.errors import DataError, UserError
-from fer.predict.submission import DEFAULT_COLUMNS, submission_columns
+from fer.runtime.table import IMAGE_COLUMNS, output_names
 
 
 def as_list(value: Any) -> list[str]:
@@ -26,6 +25,13 @@ def as_list(value: Any) -> list[str]:
         return [str(v) for v in value]
     except TypeError:
         return [str(value)]
+
+
+def submission_columns(source) -> tuple[str, str] | None:
+    """The (image, label) column names a data source's submissions use (a challenge source: those of its training
+    CSV, found as for training), or None for the default ones."""
+    columns = getattr(source, "submission_columns", None)
+    return columns() if callable(columns) else None
 
 
 @dataclass
@@ -44,11 +50,11 @@ def read_images(cfg, inputs: list[str]) -> Images:
     if inputs:
         data = open_data(ImageListSource(paths=inputs), cfg.data.cache_dir, on_bad_image=cfg.on_bad_image,
                          progress=cfg.progress, max_image_pixels=cfg.max_image_pixels)
-        columns = DEFAULT_COLUMNS
+        columns = IMAGE_COLUMNS
     else:
         data = open_data_config(cfg.data, on_bad_image=cfg.on_bad_image, progress=cfg.progress,
                                 max_image_pixels=cfg.max_image_pixels)
-        columns = submission_columns(data.source) or DEFAULT_COLUMNS
+        columns = submission_columns(data.source) or IMAGE_COLUMNS
     if cfg.get("columns"):
         columns = tuple(as_list(cfg.columns))
         if len(columns) != 2:
@@ -63,7 +69,7 @@ def read_images(cfg, inputs: list[str]) -> Images:
 
 
 def face_detector(cfg):
-    from fer.data.faces import FaceDetector
+    from fer.runtime.faces import FaceDetector
 
     return FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
                         cfg.face_max_side)

@@ -10,12 +10,9 @@ from typing import Any
 import numpy as np
 
 from fer.classes import CLASS_NAMES, NUM_CLASSES
-from fer.data.names import output_names
 from fer.models.calibration import expected_calibration_error
-from fer.predict.output_guard import OutputGuard
-from fer.predict.submission import PROB_COLUMNS, format_label, prediction_table, write_csv_atomic
-
-FACE_COLUMNS = ("image", "face", "x", "y", "w", "h", "label")
+from fer.runtime.output_guard import OutputGuard
+from fer.runtime.table import face_table, output_names, prediction_table, video_table, write_csv_atomic
 
 
 @dataclass
@@ -94,21 +91,10 @@ def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> Pred
 
     shown = output_names(scan.photos)
     starts = np.cumsum([0] + [len(b) for b in scan.boxes])
-    header = list(FACE_COLUMNS) + (list(PROB_COLUMNS) if cfg.probabilities else []) + ["note"]
-    rows, row_names, row_probs = [], [], []
-    for p in sorted(range(len(scan.photos)), key=lambda k: shown[k]):
-        boxes = scan.boxes[p]
-        if not boxes:
-            rows.append([shown[p], -1, "", "", "", "", ""] + [""] * (len(PROB_COLUMNS) * cfg.probabilities)
-                        + ["no face detected"])
-            continue
-        for f, box in enumerate(boxes):
-            pr = probs[starts[p] + f]
-            row = [shown[p], f, *box, format_label(int(pr.argmax()), cfg.label_format)]
-            row += [f"{v:.6f}" for v in pr] if cfg.probabilities else []
-            rows.append(row + [""])
-            row_names.append(f"{shown[p]}#{f}")
-            row_probs.append(pr)
+    header, rows = face_table(shown, scan.boxes, probs, cfg.label_format, cfg.probabilities)
+    order = sorted(range(len(scan.photos)), key=lambda k: shown[k])  # the CSV's order
+    row_names = [f"{shown[p]}#{f}" for p in order for f in range(len(scan.boxes[p]))]
+    row_probs = [probs[starts[p] + f] for p in order for f in range(len(scan.boxes[p]))]
     no_face = sum(1 for b in scan.boxes if not b)
     if len(rows) != scan.n_faces + no_face:
         raise RuntimeError(f"{len(rows)} CSV rows for {scan.n_faces} faces and {no_face} photos without one")
@@ -140,17 +126,9 @@ def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> Pred
     return result
 
 
-VIDEO_COLUMNS = ("frame", "time", "face_id", "x", "y", "w", "h", "label")
-
-
 def write_video(cfg, spec: str, rows: list, stats, seconds: dict[str, float]) -> PredictResult:
     """One CSV row per face per sampled frame (fer.runtime.video.FaceRow), in frame order."""
-    header = list(VIDEO_COLUMNS) + (list(PROB_COLUMNS) if cfg.probabilities else [])
-    lines = []
-    for r in rows:
-        line = [r.frame, f"{r.time:.3f}", r.face_id, *r.box, format_label(int(np.argmax(r.probabilities)),
-                                                                           cfg.label_format)]
-        lines.append(line + ([f"{v:.6f}" for v in r.probabilities] if cfg.probabilities else []))
+    header, lines = video_table(rows, cfg.label_format, cfg.probabilities)
     written = write_csv_atomic(cfg.output, header, lines, output_guard(cfg))
     probs = np.stack([r.probabilities for r in rows]).astype(np.float32) if rows else \
         np.empty((0, NUM_CLASSES), np.float32)

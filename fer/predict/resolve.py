@@ -8,6 +8,7 @@ Accepted specs:
                       else the `checkpoints/*.ckpt` artifact (downloaded once into <cache_dir>/checkpoints/<id>/)
   best                the run with the highest `val/acc` (best epoch) in the configured experiment
   best:MODEL          the same among that experiment's runs of one model (e.g. best:cnn_deep): ensembles
+  pretrained          the FER2013 model bundled with the package (fer.runtime.bundled; docs/MODEL_CARD.md)
 
 MLflow is imported only when a spec needs it: a plain path costs nothing at start-up.
 """
@@ -21,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer.errors import UserError
+from fer.runtime.bundled import PRETRAINED, bundled_model_path
 from fer.tracking.record import SELECTION_METRIC, RunStore
 from fer.tracking.run_folder import LAST_CHECKPOINT, RunFolder
 
 BEST = "best"
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # also keeps the name safe inside the MLflow filter's quotes
-_HINT = "give a .ckpt path, a train.py run folder, an MLflow run id, runs:/<run id>, best or best:<model>"
+_HINT = ("give a .ckpt path, a train.py run folder, an MLflow run id, runs:/<run id>, best, best:<model> or "
+         "pretrained (the bundled model)")
 
 
 @dataclass
@@ -110,6 +113,8 @@ def _resolve(spec: str, tracking_uri: str, experiment_name: str, download_dir: s
     if not spec:
         raise UserError(f"ckpt is empty; {_HINT}")
     store = store or RunStore(tracking_uri, experiment_name, Path(download_dir).expanduser())
+    if spec == PRETRAINED:
+        return Resolved(bundled_model_path(), spec, how="bundled model")
     path = Path(spec).expanduser()
     if path.is_file():
         if not os.access(path, os.R_OK):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from fer.classes import CLASS_NAMES, IMAGE_SIZE
 from fer.errors import UserError
@@ -24,6 +23,20 @@ VAL_SPLIT = "fer.val_split"
 VAL_ACC = "fer.val_acc"
 QUANTIZED = "fer.quantized"
 EXPORTED = "fer.exported"
+VIEWS = "fer.views"  # test-time views averaged inside the graph (fer.tta.NAMED_VIEWS): none | flip | flip_shifts
+DATA = "fer.data"  # the data set it was trained on (synthetic: drawn faces only)
+# provenance, for the model card and for people who find the file on its own
+RECIPE = "fer.recipe"
+COMMIT = "fer.commit"
+DEVICE = "fer.device"
+TEST_SPLIT = "fer.test_split"
+TEST_ACC = "fer.test_acc"
+KNOWN_VIEWS = ("none", "flip", "flip_shifts")  # as fer.tta.NAMED_VIEWS, which the exporter bakes into the graph
+PROVENANCE = (RECIPE, COMMIT, DEVICE, TEST_SPLIT, TEST_ACC)
+SYNTHETIC = "synthetic"
+SYNTHETIC_WARNING = ("this model was trained on the synthetic drawn faces only (the default data): its predictions "
+                     "on real faces mean nothing. Use the bundled FER2013 model (no model argument, or "
+                     "ckpt=pretrained), or train on real data: python train.py data=fer2013 data.root=PATH")
 _REQUIRED = (FORMAT, MODEL, CLASS_NAMES_KEY, INPUT_SIZE)
 INPUT_TEXT = f"uint8 grayscale faces [N,{IMAGE_SIZE},{IMAGE_SIZE}], 0-255"
 OUTPUT_TEXT = "calibrated class probabilities [N,7] (float32), classes in fer.class_names order"
@@ -41,13 +54,21 @@ class ModelInfo:
     val_acc: float | None = None
     quantized: str = "none"
     exported: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    views: str = "none"
+    data: str = ""
+    extra: dict[str, str] = field(default_factory=dict)  # PROVENANCE keys and anything else worth keeping
+
+    @property
+    def synthetic(self) -> bool:
+        return self.data == SYNTHETIC
 
     def to_props(self) -> dict[str, str]:
         props = {FORMAT: FORMAT_VERSION, MODEL: self.model, CLASS_NAMES_KEY: json.dumps(list(self.class_names)),
                  INPUT: INPUT_TEXT, INPUT_SIZE: str(self.input_size), OUTPUT: OUTPUT_TEXT,
                  TEMPERATURE: repr(float(self.temperature)), SOURCE_CHECKPOINT: self.source_checkpoint,
-                 QUANTIZED: self.quantized, EXPORTED: self.exported}
+                 QUANTIZED: self.quantized, EXPORTED: self.exported, VIEWS: self.views}
+        if self.data:
+            props[DATA] = self.data
         if self.mlflow_run_id:
             props[MLFLOW_RUN_ID] = self.mlflow_run_id
         if self.val_split is not None:
@@ -73,15 +94,14 @@ def read_info(props: dict[str, str], where: str) -> ModelInfo:
                          mlflow_run_id=props.get(MLFLOW_RUN_ID),
                          val_split=json.loads(props[VAL_SPLIT]) if VAL_SPLIT in props else None,
                          val_acc=float(props[VAL_ACC]) if VAL_ACC in props else None,
-                         quantized=props.get(QUANTIZED, "none"), exported=props.get(EXPORTED, ""))
+                         quantized=props.get(QUANTIZED, "none"), exported=props.get(EXPORTED, ""),
+                         views=props.get(VIEWS, "none"), data=props.get(DATA, ""),
+                         extra={k: props[k] for k in PROVENANCE if k in props})
     except (ValueError, TypeError) as exc:
         raise UserError(f"{where}: damaged fer metadata ({exc})") from exc
+    if info.views not in KNOWN_VIEWS:
+        raise UserError(f"{where}: fer.views={info.views!r}, this fer knows {', '.join(KNOWN_VIEWS)}")
     if names != CLASS_NAMES:
         raise UserError(f"{where}: classes {list(names)}, this fer knows {list(CLASS_NAMES)}")
     return info
 
-
-def describe(info: ModelInfo) -> dict[str, Any]:
-    return {"model": info.model, "input": INPUT_TEXT, "temperature": info.temperature,
-            "source": info.source_checkpoint, "run": info.mlflow_run_id, "val_acc": info.val_acc,
-            "quantized": info.quantized}

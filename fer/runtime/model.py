@@ -1,17 +1,18 @@
-"""An exported expression model (ONNX, from `python export.py`) on ONNX Runtime: numpy in, probabilities out.
+"""An exported expression model (ONNX, from `python export.py`, or the bundled one) on ONNX Runtime: numpy in,
+probabilities out.
 
     from fer.runtime import ExpressionModel
-    model = ExpressionModel("cnn_deep.onnx")
-    probs = model.predict_proba(faces)            # faces: uint8 [N,48,48], one 48x48 face, or a list of images
-    labels = model.predict(faces)                 # ["happy", ...]
-    model.classify_files(["a.jpg", "b.png"])      # one Prediction per file (any size, colour or gray)
-    model.find_faces("group.jpg")                 # faces found in a photo, each with its box and prediction
+    model = ExpressionModel()                     # the bundled FER2013 model (or ExpressionModel("model.onnx"))
+    faces = model.analyze("group.jpg")            # the faces in a photo, each with its box, label and probabilities
+    model.predict(crops)                          # face crops: uint8 [N,48,48], one image, or a list -> ["happy", ...]
+    model.predict_proba(crops)                    # [N,7] calibrated probabilities
 
 Imports numpy, OpenCV and onnxruntime only (no torch, Lightning or Hydra): starting it takes a fraction of a second.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,18 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from fer.data.decode import DEFAULT_MAX_PIXELS, decode_bytes, to_gray48
 from fer.errors import DataError, UserError
-from fer.runtime.metadata import ModelInfo, read_info
+from fer.runtime.bundled import model_path
+from fer.runtime.images import DEFAULT_MAX_PIXELS, read_image, to_gray48
+from fer.runtime.metadata import SYNTHETIC_WARNING, ModelInfo, read_info
 from fer.runtime.tta import tta_proba
+
+log = logging.getLogger("fer")
+
+# An image up to this many times the model's input side (96 px for 48x48 models) on both sides is taken to be a
+# face crop and classified whole; a larger one is a photo, searched for faces. FER2013 crops are 48x48; a face
+# crop much larger than 2x is rare, and a photo that small holds no face a detector could find anyway.
+CROP_SIDE_FACTOR = 2
 
 
 @dataclass
@@ -36,21 +45,25 @@ class Prediction:
 
 @dataclass
 class Face:
-    """A face found in a photo: its box (x, y, w, h in photo pixels), its 48x48 crop and its prediction."""
+    """A face: its box (x, y, w, h in image pixels), its 48x48 crop and its prediction. `whole`: the image was
+    itself a face crop (classified as it is; the box is the whole image)."""
 
     box: tuple[int, int, int, int]
     crop: np.ndarray
     label: str
     probabilities: dict[str, float]
+    whole: bool = False
 
 
 class ExpressionModel:
-    """An ONNX expression model exported by fer, with its metadata checked on loading."""
+    """An ONNX expression model exported by fer, with its metadata checked on loading. `path`: an .onnx file;
+    None or "pretrained": the model bundled with the package (docs/MODEL_CARD.md)."""
 
-    def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None):
+    def __init__(self, path: str | Path | None = None, threads: int | None = None,
+                 providers: Sequence[str] | None = None):
         import onnxruntime as ort
 
-        self.path = Path(path).expanduser()
+        self.path = model_path(path)
         if not self.path.is_file():
             raise UserError(f"model not found: {self.path}")
         options = ort.SessionOptions()
@@ -70,15 +83,25 @@ class ExpressionModel:
         self._input = inputs[0].name
         self.class_names: tuple[str, ...] = self.info.class_names
         self.val_split_record = self.info.val_split  # what ensembles check before fitting weights on val
+        if self.info.synthetic:
+            log.warning("%s: %s", self.path.name, SYNTHETIC_WARNING)
 
     def __repr__(self) -> str:
         return f"ExpressionModel({str(self.path)!r}, model={self.info.model!r})"
 
+    @property
+    def crop_side(self) -> int:
+        """The largest side of an image that is classified whole, as a face crop (see CROP_SIDE_FACTOR)."""
+        return CROP_SIDE_FACTOR * self.info.input_size
+
+    def is_face_crop(self, image: np.ndarray) -> bool:
+        return max(image.shape[:2]) <= self.crop_side
+
     # ---- arrays ------------------------------------------------------------------------------------------
     def faces_array(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """uint8 [N,S,S] from: such a batch, one face (gray [H,W] or colour [H,W,3|4], as OpenCV reads it), or a
-        list / [N,H,W] / [N,H,W,C] batch of images of any size and colour (each converted to SxS grayscale as the
-        training data was)."""
+        list / [N,H,W] / [N,H,W,C] batch of face crops of any size and colour (each converted to SxS grayscale as
+        the training data was)."""
         s = self.info.input_size
         if isinstance(faces, np.ndarray):
             if faces.dtype != np.uint8:
@@ -100,10 +123,12 @@ class ExpressionModel:
 
     def predict_proba(self, faces: np.ndarray | Sequence[np.ndarray], batch_size: int = 256, tta: bool = False,
                       tta_shift: int = 2) -> np.ndarray:
-        """Calibrated class probabilities [N,7] float32. tta: the mean over the image and its mirror, and with
-        tta_shift > 0 four copies moved by that many pixels (the views of predict.py tta=true tta_shifts=true)."""
+        """Calibrated class probabilities [N,7] float32 of face crops. tta: the mean over the image and its
+        mirror, and with tta_shift > 0 four copies moved by that many pixels (the views of predict.py tta=true
+        tta_shifts=true); a model whose graph already averages such views (info.views) is run as it is."""
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
+        tta = tta and self.info.views == "none"
         x = self.faces_array(faces)
         out = np.empty((len(x), len(self.class_names)), np.float32)
         for start in range(0, len(x), batch_size):
@@ -117,41 +142,49 @@ class ExpressionModel:
     __call__ = predict_proba
 
     def predict(self, faces: np.ndarray | Sequence[np.ndarray], **kwargs) -> list[str]:
-        """The most probable class name of each face."""
+        """The most probable class name of each face crop."""
         return [self.class_names[i] for i in self.predict_proba(faces, **kwargs).argmax(axis=1)]
 
     # ---- files and photos --------------------------------------------------------------------------------
+    def analyze(self, image: str | Path | np.ndarray, detector=None, margin: float = 0.1,
+                max_pixels: int = DEFAULT_MAX_PIXELS, **kwargs) -> list[Face]:
+        """The faces of an image (a path or a decoded image): a face crop (up to `crop_side` px) is one face,
+        classified as it is; a larger image is a photo, searched for faces (find_faces): [] when it has none."""
+        img = read_image(image, max_pixels) if isinstance(image, (str, Path)) else np.asarray(image)
+        if not self.is_face_crop(img):
+            return self.find_faces(img, detector, margin, max_pixels, **kwargs)
+        probs = self.predict_proba(img, **kwargs)[0]
+        h, w = img.shape[:2]
+        return [Face((0, 0, w, h), self.faces_array(img)[0], *self._label(probs), whole=True)]
+
     def classify_files(self, paths: Iterable[str | Path], max_pixels: int = DEFAULT_MAX_PIXELS,
                        **kwargs) -> list[Prediction]:
-        """One Prediction per image file (decoded, converted to 48x48 grayscale); an unreadable file raises
-        DataError naming it."""
+        """One Prediction per image file, each classified whole as a face crop (converted to 48x48 grayscale); an
+        unreadable file raises DataError naming it. Photos larger than a face crop are classified whole too, with
+        a warning naming them: analyze() finds the faces in photos."""
         paths = [Path(p) for p in paths]
-        images = [_read(p, max_pixels) for p in paths]
+        images = [read_image(p, max_pixels) for p in paths]
+        large = [f"{p.name} ({i.shape[1]}x{i.shape[0]})" for p, i in zip(paths, images) if not self.is_face_crop(i)]
+        if large:
+            log.warning("classified whole although larger than a face crop (%d px): %s; analyze() finds the faces "
+                        "in photos", self.crop_side, ", ".join(large[:5]) + (" ..." if len(large) > 5 else ""))
         probs = self.predict_proba(images, **kwargs)
-        return [self._prediction(str(p), pr) for p, pr in zip(paths, probs)]
+        return [Prediction(str(p), *self._label(pr)) for p, pr in zip(paths, probs)]
 
     def find_faces(self, photo: str | Path | np.ndarray, detector=None, margin: float = 0.1,
                    max_pixels: int = DEFAULT_MAX_PIXELS, **kwargs) -> list[Face]:
-        """The faces in a photo (a path or a decoded image), left to right, classified in one batch."""
-        from fer.data.faces import FaceDetector, crop_face, to_gray_u8
+        """The faces found in a photo (a path or a decoded image), left to right, classified in one batch."""
+        from fer.runtime.faces import FaceDetector, crop_face
+        from fer.runtime.images import to_gray_u8
 
-        img = _read(Path(photo), max_pixels) if isinstance(photo, (str, Path)) else np.asarray(photo)
+        img = read_image(photo, max_pixels) if isinstance(photo, (str, Path)) else np.asarray(photo)
         detector = detector or FaceDetector()
         boxes = detector.detect(to_gray_u8(img))
         if not boxes:
             return []
         crops = np.stack([crop_face(img, b, margin) for b in boxes])
         probs = self.predict_proba(crops, **kwargs)
-        return [Face(b, c, self._prediction("", p).label, self._prediction("", p).probabilities)
-                for b, c, p in zip(boxes, crops, probs)]
+        return [Face(b, c, *self._label(p)) for b, c, p in zip(boxes, crops, probs)]
 
-    def _prediction(self, name: str, probs: np.ndarray) -> Prediction:
-        return Prediction(name, self.class_names[int(np.argmax(probs))],
-                          {c: float(v) for c, v in zip(self.class_names, probs)})
-
-
-def _read(path: Path, max_pixels: int) -> np.ndarray:
-    try:
-        return decode_bytes(np.fromfile(path, dtype=np.uint8), max_pixels)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path}: {exc}") from exc
+    def _label(self, probs: np.ndarray) -> tuple[str, dict[str, float]]:
+        return self.class_names[int(np.argmax(probs))], {c: float(v) for c, v in zip(self.class_names, probs)}

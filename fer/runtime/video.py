@@ -168,7 +168,8 @@ def classify_video(predict: Callable[[np.ndarray], np.ndarray], spec: str, every
     """One FaceRow per face per sampled frame: every `every`-th frame, or `fps` frames per second of video. smooth
     in [0,1): each track's probabilities become an exponential moving average (smooth = weight of the past).
     annotate: also write a copy of the sampled frames with boxes, ids and labels (complete or not at all)."""
-    from fer.data.faces import FaceDetector, crop_face, draw_faces, to_gray_u8
+    from fer.runtime.faces import FaceDetector, crop_face, draw_faces
+    from fer.runtime.images import to_gray_u8
 
     if every < 1:
         raise UserError(f"video_every must be >= 1, got {every}")

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # ---- names ---------------------------------------------------------------------------------------------
 PARAM_MODEL = "model"  # the model's registered name (ckpt=best:<model> filters on it)
 PARAM_DEVICE = "device"  # what the run trained on (the results tables name it)
+PARAM_COMMIT = "git_commit"  # the commit the run trained with (exports record it)
 TAG_BEST_CHECKPOINT = "best_checkpoint"  # local path of the checkpoint the run tested
 TAG_OUTPUT_DIR = "output_dir"  # the train.py run folder
 TAG_AUDIT_PREFIX = "audit."  # one tag per audit count (audit=true)
@@ -37,7 +38,7 @@ ARTIFACT_CONFIG = "config.yaml"  # the full composed config, at the artifact roo
 ARTIFACT_CHECKPOINTS = "checkpoints"
 ARTIFACT_REPORTS = "reports"
 ARTIFACT_AUDIT = "audit"
-ARTIFACT_MODEL = "model"  # the MLflow model (PyTorch or sklearn flavour)
+ARTIFACT_MODEL = "model"  # the MLflow model (a pyfunc around the best checkpoint: fer.tracking.served_model)
 ARTIFACT_EXPORT = "export"  # files made from the run afterwards (e.g. ONNX)
 
 
@@ -67,6 +68,9 @@ class RunRecord:
 
     def _call(self, method: str, *args: Any) -> Any:
         return retry(getattr(self.client, method), self.run_id, *args)
+
+    def params(self) -> dict[str, str]:
+        return dict(self._call("get_run").data.params)
 
     def log_start(self, params: dict[str, Any], config_file: Path, output_dir: Path) -> None:
         """A new run: its short flat params, the full composed config, and where its files are."""
@@ -101,20 +105,21 @@ class RunRecord:
     def log_export(self, path: Path) -> None:
         self._call("log_artifact", str(path), ARTIFACT_EXPORT)
 
-    def log_model(self, model) -> None:
-        """The model as an MLflow model in the flavour it asks for (model.mlflow_model_spec())."""
-        import importlib
-
+    def log_model(self, checkpoint: str | Path) -> None:
+        """The run's MLflow model: the checkpoint file served as uint8 faces in, class probabilities and label out
+        (fer.tracking.served_model; docs/SERVING.md). The fer package travels with it as code."""
         import mlflow
 
-        spec = model.mlflow_model_spec()
-        flavour = importlib.import_module(f"mlflow.{spec['flavour']}")
+        import fer
+        from fer.tracking.served_model import (CHECKPOINT_ARTIFACT, INPUT_CONTRACT, ServedFER, input_example,
+                                               signature)
+
         mlflow.set_tracking_uri(self.tracking_uri)  # the fluent API below writes to the run's own store
         with mlflow.start_run(run_id=self.run_id, nested=False):
-            flavour.log_model(spec["model"], name=ARTIFACT_MODEL, input_example=spec["input_example"],
-                              pip_requirements=model_requirements(), **spec.get("options", {}))
-            for key, value in spec.get("params", {}).items():
-                mlflow.log_param(key, value)
+            mlflow.pyfunc.log_model(name=ARTIFACT_MODEL, python_model=ServedFER(),
+                                    artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)}, code_paths=[fer.__path__[0]],
+                                    signature=signature(), input_example=input_example(),
+                                    pip_requirements=model_requirements(), metadata={"input": INPUT_CONTRACT})
 
     def ui_link(self, server: str = "http://127.0.0.1:5000") -> str:
         return ui_url(server, self.experiment_id, self.run_id)

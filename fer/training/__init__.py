@@ -21,10 +21,10 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 from fer.cli import check_recipe_for, silence_library_noise
 from fer.errors import DataError, UserError
-from fer.models.loading import load_model
 from fer.tracking.plots import plot_reliability
-from fer.tracking.record import PARAM_DEVICE, PARAM_MODEL, RunRecord
+from fer.tracking.record import PARAM_COMMIT, PARAM_DEVICE, PARAM_MODEL, RunRecord
 from fer.tracking.reports import write_test_reports
+from fer.runtime.metadata import SYNTHETIC
 from fer.training.calibrate import calibrate_checkpoint
 from fer.tracking.run_folder import CONFIG, HYDRA_CONFIG, REPORTS, RESULTS, RunFolder, RunInfo
 
@@ -73,7 +73,7 @@ def _flat_params(cfg: DictConfig, model_name: str, data_name: str) -> dict[str, 
             # callbacks=[default,ema]: the weight average's decay (none without it)
             "ema_decay": OmegaConf.select(cfg, "callbacks.ema.decay", default=None),
             PARAM_DEVICE: _device_name(str(cfg.trainer.get("accelerator", "auto"))),
-            "git_commit": _git_commit(cfg.paths.root_dir)}
+            PARAM_COMMIT: _git_commit(cfg.paths.root_dir)}
 
 
 def _device_name(accelerator: str) -> str:
@@ -193,10 +193,18 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         if calibration is not None:
             record.log_calibration(calibration.temperature, calibration.ece_before, calibration.ece_after)
         # the model that was tested: the best checkpoint, calibrated (not the last epoch's weights)
-        record.log_model(load_model(best) if best else model)
+        if best:
+            record.log_model(best)
+        else:
+            log.warning("no best checkpoint (no checkpoint callback): no MLflow model logged")
         log.info("MLflow: mlflow ui --backend-store-uri %s, then open %s", record.tracking_uri, record.ui_link())
     folder.file(RESULTS).write_text(json.dumps(results, indent=1))
     log.info("results: %s", json.dumps(results, indent=1))
+    if datamodule.name == SYNTHETIC:
+        log.warning("this model learned the synthetic drawn faces only (data=synthetic, the default): it is a "
+                    "smoke test, not a model of real faces. For real photos use the bundled FER2013 model "
+                    "(fer-classify photo.jpg, or predict.py ckpt=pretrained), or train on real data: python "
+                    "train.py data=fer2013 data.root=PATH (docs/RECIPES.md)")
     return results
 
 

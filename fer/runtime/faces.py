@@ -1,5 +1,5 @@
 """Faces in the wild: find faces in an image, crop them (with a margin) to 48x48 grayscale, draw the results.
-Torch-free (OpenCV, numpy): predict.py, the runtime and the video reader share it.
+Torch-free (OpenCV, numpy): owned by the runtime; predict.py and the video reader use it from here.
 
 Detector (face_detector=auto): OpenCV's bundled Haar cascade (cv2.data.haarcascades +
 haarcascade_frontalface_default.xml) when the installed OpenCV ships it; an OpenCV without the cascade classifier
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from fer.classes import CLASS_NAMES
-from fer.data.decode import to_gray48
+from fer.runtime.images import to_gray48, to_gray_u8
 from fer.errors import UserError
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
@@ -33,18 +33,6 @@ def _haar_path() -> str | None:
         return None
     path = os.path.join(folder, HAAR_FILE)
     return path if os.path.isfile(path) else None
-
-
-def to_gray_u8(img: np.ndarray) -> np.ndarray:
-    """Any decoded image (gray, BGR, BGRA; 8 or 16 bit) -> 2-D uint8, same size."""
-    if img.ndim == 3:
-        if img.shape[2] == 1:
-            img = img[..., 0]
-        else:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
-    if img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    return img
 
 
 class FaceDetector:

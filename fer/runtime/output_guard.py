@@ -1,5 +1,5 @@
-"""predict.py and export.py never replace a file they did not write. They keep a ledger of their outputs (path ->
-SHA-256 of what was written) in <cache_dir>/outputs.json: an existing file may be replaced when the ledger has it
+"""predict.py, export.py and the runtime never replace a file they did not write. They keep a ledger of their
+outputs (path -> SHA-256 of what was written) in <cache_dir>/outputs.json: an existing file may be replaced when the ledger has it
 with the same content, i.e. an earlier output nobody has edited since; anything else (a labels CSV, a file of the
 user's, an output edited by hand) only with overwrite=true."""
 
@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Iterator
 
 from fer.errors import UserError
+
+
+def default_ledger() -> Path:
+    """The runtime's ledger: in $FER_CACHE_DIR, as predict.py's (which defaults to the checkout's .cache/fer), else
+    in the user's cache folder."""
+    return Path(os.environ.get("FER_CACHE_DIR") or Path.home() / ".cache" / "fer").expanduser() / "outputs.json"
 
 
 def _sha256(path: Path) -> str:

@@ -1,0 +1,46 @@
+"""Disk size of the two installs a user can choose, measured side by side on this machine: the torch-free runtime
+(`pip install <checkout>`: the wheel with the bundled model, and numpy, onnxruntime, opencv-python-headless) in a
+fresh venv, against the training install of the quick start (`pip install -r requirements.txt`, the checkout's
+.venv, or --train-venv).
+
+    python bench/install_size.py [--train-venv .venv] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def size_mb(path: Path) -> float:
+    return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True)
+               .stdout.split()[0]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train-venv", type=Path, default=ROOT / ".venv")
+    ap.add_argument("--keep", type=Path, default=None, help="build the runtime venv here and keep it")
+    args = ap.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="fer-install-"))
+    dist, venv = work / "dist", work / "runtime-venv"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)], check=True)
+    (wheel,) = dist.glob("fer_toolkit-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], check=True)
+    packages = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    runtime, train = size_mb(venv), size_mb(args.train_venv)
+    print(f"wheel {wheel.name}: {wheel.stat().st_size / 2**20:.1f} MB")
+    print(f"runtime venv (pip install <checkout>): {runtime:,.0f} MB, {len(packages)} packages: {' '.join(packages)}")
+    print(f"training venv ({args.train_venv}): {train:,.0f} MB")
+    print(f"runtime / training size ratio: {runtime / train:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The package as users install it: `pip install <checkout>` gives the torch-free runtime with the bundled model,
+which works from any folder, offline; the [train] extra pins what requirements.txt pins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT
+
+# what a user types, from a folder outside the checkout, with the network cut off (any connection attempt raises)
+THREE_LINES = """
+import socket
+def _no_network(*args, **kwargs):
+    raise OSError("network access attempted")
+socket.socket.connect = socket.create_connection = _no_network
+
+from fer.runtime import ExpressionModel
+model = ExpressionModel()
+faces = model.analyze(PHOTO)
+
+import sys, numpy as np, cv2
+crop = cv2.resize(cv2.imread(PHOTO, cv2.IMREAD_GRAYSCALE)[60:170, 170:280], (48, 48))
+print(len(faces), faces[0].label, model.predict(crop)[0], model.info.data, model.path.parents[3].name)
+print(sorted(k for k in ("torch", "pytorch_lightning", "hydra", "sklearn", "mlflow") if k in sys.modules))
+"""
+
+
+def _requirement_pins(path: Path) -> set[str]:
+    return {line.split("#")[0].strip() for line in path.read_text().splitlines()
+            if line.split("#")[0].strip() and not line.startswith("pytest")}
+
+
+def test_train_extra_pins_what_requirements_txt_pins():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert set(project["optional-dependencies"]["train"]) == _requirement_pins(ROOT / "requirements.txt")
+    runtime = {d.split(">")[0].split("=")[0] for d in project["dependencies"]}
+    assert runtime == {"numpy", "onnxruntime", "opencv-python-headless"}  # torch-free by construction
+
+
+def test_the_bundled_model_is_package_data_within_the_size_limit():
+    from fer.runtime.bundled import bundled_model_path
+
+    path = bundled_model_path()
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert path.relative_to(ROOT / "fer" / "runtime").match(package_data["fer.runtime"][0])
+    assert path.stat().st_size <= 16 * 2**20
+
+
+@pytest.mark.slow
+def test_wheel_installs_without_torch_and_works_offline_from_anywhere(tmp_path):
+    """Build the wheel, install it into a fresh venv (no torch), and from a folder outside the checkout: the three
+    lines classify the faces of a photo and a face crop with the bundled model; fer-classify does the same."""
+    dist, venv, elsewhere = tmp_path / "dist", tmp_path / "venv", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+                   check=True, timeout=600)
+    (wheel,) = dist.glob("fer_toolkit-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900)
+    installed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True,
+                               text=True, check=True).stdout.lower()
+    assert "torch" not in installed and "onnxruntime" in installed
+    photo = str(ROOT / "tests" / "data" / "astronaut.jpg")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FER_ROOT")}
+    env["FER_CACHE_DIR"] = str(tmp_path / "cache")
+    proc = subprocess.run([str(python), "-c", f"PHOTO = {photo!r}\n" + THREE_LINES], cwd=elsewhere, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found, modules = proc.stdout.strip().splitlines()[-2:]
+    n_faces, label, crop_label, data, site = found.split()
+    assert n_faces == "1" and label in CLASSES and crop_label in CLASSES and data == "fer2013"
+    assert site == "site-packages" and modules == "[]"  # the installed copy, not the checkout; no torch
+    out = elsewhere / "photo.csv"
+    proc = subprocess.run([str(venv / "bin" / "fer-classify"), photo, "--output", str(out)], cwd=elsewhere,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("image,face,x,y,w,h,label,prob_angry") and len(rows) == 2
+    assert rows[1].split(",")[6] == label  # the command and the API agree
+
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+@pytest.mark.slow
+def test_bundled_model_scores_on_publictest_what_its_metadata_and_card_say(shared_fer2013):
+    """The shipped file, through the runtime's default call, on FER2013 publictest: the accuracy recorded in its
+    metadata at export (the model card's figure), to the last image."""
+    import numpy as np
+
+    from fer.data.opened import open_data
+    from fer.data.sources import FolderSource
+    from fer.runtime import ExpressionModel
+
+    model = ExpressionModel()
+    data = open_data(FolderSource(str(shared_fer2013)), str(ROOT / ".cache" / "fer"), progress=False)
+    idx = data.cache.split_indices("publictest")
+    accuracy = float((model.predict_proba(np.asarray(data.cache.images)[idx]).argmax(1) == data.cache.labels[idx])
+                     .mean())
+    assert model.info.data == "fer2013" and model.info.extra["fer.test_split"] == "publictest"
+    assert accuracy == float(model.info.extra["fer.test_acc"])
+    card = (ROOT / "docs" / "MODEL_CARD.md").read_text()
+    assert f"{accuracy:.1%}" in card  # the card states what the file does

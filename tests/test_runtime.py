@@ -1,0 +1,195 @@
+"""The torch-free runtime as users meet it: fer-classify on photos, face crops and folders (auto, crops and faces
+modes), the CSV it shares with predict.py, the bundled model, and its refusals."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fer.classes import CLASS_NAMES, IMAGE_SIZE
+from fer.errors import DataError, UserError
+from fer.runtime import ExpressionModel
+from fer.runtime.cli import WHOLE, main
+from fer.runtime.metadata import ModelInfo
+from fer.runtime.table import NO_FACE, PROB_COLUMNS
+
+from helpers import CONF, ROOT
+
+ASTRONAUT = ROOT / "tests" / "data" / "astronaut.jpg"
+ASTRONAUT_FACE = (222, 115)  # centre of the face in the 512x512 photo, measured by eye
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    """A small untrained MLP exported directly (no training, no data set): what the runtime sees of any model."""
+    from fer.export.onnx_file import export_onnx
+    from fer.models.mlp import MLP
+
+    torch.manual_seed(0)
+    model = MLP(hidden=(32,))
+    path = tmp_path_factory.mktemp("runtime") / "mlp.onnx"
+    return export_onnx(model, path, ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE, data="fer2013"))
+
+
+@pytest.fixture
+def ledger(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))  # the runtime's record of its own outputs
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "astronaut.jpg").write_bytes(ASTRONAUT.read_bytes())
+    y, x = np.mgrid[0:240, 0:320]
+    scene = ((x + y) * 255 / 560).astype(np.uint8)  # a photo with nothing face-like in it
+    cv2.imwrite(str(folder / "no_face.png"), scene)
+    crop = cv2.resize(cv2.imread(str(ASTRONAUT), cv2.IMREAD_GRAYSCALE)[60:170, 170:280], (48, 48))
+    cv2.imwrite(str(folder / "crop.png"), crop)
+    return folder
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_auto_mode_finds_faces_in_photos_and_takes_crops_as_they_are(onnx_model, inputs, tmp_path, ledger, capsys):
+    """A photo is never squashed to 48x48: its faces are found (with boxes); a photo without a face says so; a
+    face crop is classified whole."""
+    out = tmp_path / "faces.csv"
+    assert main([str(inputs), "--model", str(onnx_model), "--output", str(out)]) == 0
+    rows = _rows(out)
+    assert list(rows[0]) == ["image", "face", "x", "y", "w", "h", "label", *PROB_COLUMNS, "note"]
+    by_image = {r["image"]: r for r in rows}
+    assert len(rows) == 3 and set(by_image) == {"astronaut.jpg", "crop.png", "no_face.png"}
+    face = by_image["astronaut.jpg"]
+    x, y, w, h = (int(face[k]) for k in "xywh")
+    assert abs(x + w / 2 - ASTRONAUT_FACE[0]) < 30 and abs(y + h / 2 - ASTRONAUT_FACE[1]) < 30
+    assert face["face"] == "0" and face["label"] in CLASS_NAMES and face["note"] == ""
+    assert by_image["crop.png"]["note"] == WHOLE and [by_image["crop.png"][k] for k in "xywh"] == ["0", "0", "48", "48"]
+    assert by_image["no_face.png"]["face"] == "-1" and by_image["no_face.png"]["note"] == NO_FACE
+    assert by_image["no_face.png"]["label"] == ""
+    probs = np.array([[float(face[c]) for c in PROB_COLUMNS]])
+    assert abs(probs.sum() - 1) < 1e-4
+    assert "2 face(s) in 3 images; no face found in 1" in capsys.readouterr().out
+
+
+def test_crops_mode_classifies_every_image_whole_and_faces_mode_searches_every_one(onnx_model, inputs, tmp_path,
+                                                                                  ledger):
+    crops = tmp_path / "crops.csv"
+    assert main([str(inputs), "--model", str(onnx_model), "--output", str(crops), "--mode", "crops",
+                 "--labels", "index", "--no-probabilities"]) == 0
+    rows = _rows(crops)
+    assert list(rows[0]) == ["image", "label"] and [r["image"] for r in rows] == ["astronaut.jpg", "crop.png",
+                                                                                  "no_face.png"]
+    assert all(r["label"] in {str(i) for i in range(7)} for r in rows)
+    faces = tmp_path / "searched.csv"
+    assert main([str(inputs / "crop.png"), "--model", str(onnx_model), "--output", str(faces), "--mode", "faces"]) == 0
+    assert len(_rows(faces)) == 1 and _rows(faces)[0]["note"] != WHOLE  # searched by the detector, not taken whole
+
+
+def test_a_model_given_first_is_still_the_model(onnx_model, inputs, tmp_path, ledger):
+    """Before the bundled model, the model was the first argument: `python -m fer.runtime model.onnx photo.jpg`."""
+    out = tmp_path / "old_style.csv"
+    assert main([str(onnx_model), str(inputs / "crop.png"), "--output", str(out)]) == 0
+    assert [r["image"] for r in _rows(out)] == ["crop.png"]
+
+
+def test_unreadable_files_stop_with_their_name_or_are_skipped_and_counted(onnx_model, inputs, tmp_path, ledger,
+                                                                          capsys):
+    (inputs / "notes.txt").write_text("not an image")
+    out = tmp_path / "out.csv"
+    assert main([str(inputs), "--model", str(onnx_model), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt: not a readable image" in err and "--skip-bad" in err and not out.exists()
+    assert main([str(inputs), "--model", str(onnx_model), "--output", str(out), "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 1 unreadable file(s)" in captured.err and "notes.txt" in captured.err
+    assert "1 unreadable file(s) skipped" in captured.out and len(_rows(out)) == 3
+
+
+@pytest.mark.parametrize("which", ["exported", "pretrained"])
+def test_predict_py_writes_the_same_csv_as_the_runtime(which, onnx_model, tmp_path, ledger):
+    """One table writer: predict.py with the runtime's options gives the runtime's file, byte for byte; the
+    bundled model is ckpt=pretrained there and the runtime's default."""
+    from hydra import compose, initialize_config_dir
+
+    from fer.predict.app import run_predict
+
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        cv2.imwrite(str(crops / f"c{i}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    runtime_csv, predict_csv = tmp_path / "runtime.csv", tmp_path / "predict.csv"
+    model_args, ckpt = (["--model", str(onnx_model)], onnx_model) if which == "exported" else ([], "pretrained")
+    assert main([str(crops), *model_args, "--output", str(runtime_csv)]) == 0
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("predict", overrides=[f"ckpt={ckpt}", f"input={crops}", f"output={predict_csv}",
+                                            "label_format=name", "probabilities=true", "progress=false",
+                                            f"paths.cache_dir={tmp_path / 'cache'}"])
+    run_predict(cfg)
+    assert predict_csv.read_bytes() == runtime_csv.read_bytes()
+
+
+def test_refusals_are_one_line(onnx_model, tmp_path, ledger, capsys):
+    assert main([str(tmp_path / "missing.jpg"), "--model", str(onnx_model), "--output", str(tmp_path / "o.csv")]) == 2
+    assert "input not found" in capsys.readouterr().err
+    assert main([str(ASTRONAUT), "--model", str(tmp_path / "nope.onnx"), "--output", str(tmp_path / "o.csv")]) == 2
+    assert "model not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--model", str(onnx_model), "--output", str(tmp_path / "o.csv")]) == 2
+    assert "empty folder" in capsys.readouterr().err
+
+
+def test_analyze_api_photo_and_crop(onnx_model):
+    model = ExpressionModel(onnx_model)
+    (face,) = model.analyze(ASTRONAUT)
+    assert not face.whole and face.crop.shape == (48, 48) and face.label in CLASS_NAMES
+    crop = cv2.imread(str(ASTRONAUT))[60:170, 170:280]  # 110 px: larger than 96, so a photo to search
+    assert model.analyze(cv2.resize(crop, (90, 90)))[0].whole
+    with pytest.raises(DataError, match="missing.jpg"):
+        model.analyze("missing.jpg")
+
+
+def test_classifying_a_photo_whole_warns(onnx_model, caplog):
+    with caplog.at_level("WARNING", logger="fer"):
+        ExpressionModel(onnx_model).classify_files([ASTRONAUT])
+    assert "astronaut.jpg (512x512)" in caplog.text and "analyze()" in caplog.text
+
+
+def test_a_model_trained_on_synthetic_faces_says_so(tmp_path, caplog):
+    from fer.export.onnx_file import export_onnx
+    from fer.models.mlp import MLP
+
+    path = export_onnx(MLP(hidden=(8,)), tmp_path / "synthetic.onnx",
+                       ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE, data="synthetic"))
+    with caplog.at_level("WARNING", logger="fer"):
+        ExpressionModel(path)
+    assert "synthetic drawn faces only" in caplog.text
+
+
+def test_views_baked_into_the_graph_are_the_tta_views(tmp_path):
+    """export views=flip_shifts: the file's plain call gives what tta=true tta_shifts=true gives on the plain file."""
+    from fer.export.onnx_file import export_onnx
+    from fer.models.mlp import MLP
+
+    torch.manual_seed(1)
+    net = MLP(hidden=(16,))
+    plain = ExpressionModel(export_onnx(net, tmp_path / "plain.onnx", ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE)))
+    baked = ExpressionModel(export_onnx(net, tmp_path / "baked.onnx",
+                                        ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE, views="flip_shifts")))
+    x = np.random.default_rng(0).integers(0, 256, (9, 48, 48), dtype=np.uint8)
+    assert baked.info.views == "flip_shifts"
+    np.testing.assert_allclose(baked.predict_proba(x), plain.predict_proba(x, tta=True, tta_shift=2), atol=1e-5)
+    assert np.abs(baked.predict_proba(x) - plain.predict_proba(x)).max() > 1e-4  # the views do change the answer
+    np.testing.assert_array_equal(baked.predict_proba(x, tta=True), baked.predict_proba(x))  # never twice
