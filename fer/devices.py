@@ -1,6 +1,6 @@
 """What the hardware computes natively, asked once by every flow that picks a precision: bf16 pays only where the
 chip has it (AVX512-BF16 / AMX CPUs, Ampere and later GPUs); elsewhere it is emulated, and on an AVX2-only CPU
-training cnn_deep in bf16 was measured 12x slower than fp32 (docs/BENCHMARKS.md)."""
+training cnn_deep in bf16 was measured 13x slower than fp32 (docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 

@@ -140,9 +140,12 @@ def test_submission_every_model(model, trained, work, challenge):
     assert not list(out.parent.glob(".*.tmp"))
 
 
-def test_label_names_folder_and_list_inputs(fast_ckpt, work, challenge):
+def test_label_names_folder_and_list_inputs(fast_ckpt, work, challenge, caplog):
     folder = challenge / "images_test"
-    result, out = predict(work, fast_ckpt, f"input={folder}", "label_format=name")
+    with caplog.at_level("WARNING"):
+        result, out = predict(work, fast_ckpt, f"input={folder}", "label_format=name")
+    # a checkpoint of the synthetic default data says that it knows drawn faces only
+    assert "trained on the synthetic drawn faces only" in caplog.text
     header, rows = read_csv(out)
     assert header == ["image", "label"]
     assert [r[0] for r in rows] == sorted(os.listdir(folder))

@@ -193,3 +193,41 @@ def test_views_baked_into_the_graph_are_the_tta_views(tmp_path):
     np.testing.assert_allclose(baked.predict_proba(x), plain.predict_proba(x, tta=True, tta_shift=2), atol=1e-5)
     assert np.abs(baked.predict_proba(x) - plain.predict_proba(x)).max() > 1e-4  # the views do change the answer
     np.testing.assert_array_equal(baked.predict_proba(x, tta=True), baked.predict_proba(x))  # never twice
+
+
+@pytest.mark.parametrize("views", ["none", "flip_shifts"])
+def test_a_crop_model_exports_with_its_ten_crop_evaluation(views, tmp_path):
+    """A model trained on 40x40 crops and evaluated by ten crops: the runtime, given 48x48 faces, answers what the
+    checkpoint answers (with the same test-time views; the mirror view skipped, as ten crops already hold it)."""
+    from fer.export.check import compare, torch_probabilities
+    from fer.export.onnx_file import export_onnx
+    from fer.models.cnn_deep import CNNDeep
+
+    torch.manual_seed(0)
+    model = CNNDeep(channels=[8, 16, 16, 32], fc=64, crop_size=40).eval()
+    assert model.mirror_invariant
+    runtime = ExpressionModel(export_onnx(model, tmp_path / "crops.onnx",
+                                          ModelInfo("cnn_deep", CLASS_NAMES, IMAGE_SIZE, views=views)))
+    faces = np.random.default_rng(0).integers(0, 256, (200, 48, 48), dtype=np.uint8)
+    result = compare(torch_probabilities(model, faces, views=views), runtime.predict_proba(faces))
+    assert result.agreement >= 0.995 and result.max_abs_diff < 1e-4, result
+
+
+def test_without_any_face_detector_the_error_says_what_to_install(monkeypatch):
+    """OpenCV 5 has no Haar cascade classifier and the runtime install has no scikit-image: one line, not an
+    ImportError from deep inside (the package pins opencv-python-headless<5 so that this does not happen)."""
+    import builtins
+
+    import fer.runtime.faces as faces
+
+    real_import = builtins.__import__
+
+    def no_skimage(name, *args, **kwargs):
+        if name.startswith("skimage"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(faces, "_haar_path", lambda: None)
+    monkeypatch.setattr(builtins, "__import__", no_skimage)
+    with pytest.raises(UserError, match="no face detector: .*opencv-python-headless<5"):
+        faces.FaceDetector()

@@ -57,8 +57,13 @@ class FaceDetector:
             self._cascade = cv2.CascadeClassifier(haar)
             self.model_file = haar
         else:
-            from skimage.data import lbp_frontal_face_cascade_filename
-            from skimage.feature import Cascade
+            try:
+                from skimage.data import lbp_frontal_face_cascade_filename
+                from skimage.feature import Cascade
+            except ImportError as exc:  # the torch-free install has OpenCV only
+                raise UserError(f"no face detector: this OpenCV ({cv2.__version__}) has no Haar cascade classifier "
+                                "(OpenCV 5 dropped it) and scikit-image is not installed; install "
+                                "'opencv-python-headless<5' (pip install fer-toolkit does) or scikit-image") from exc
 
             self.model_file = lbp_frontal_face_cascade_filename()
             self._cascade = Cascade(self.model_file)
