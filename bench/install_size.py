@@ -9,12 +9,27 @@ fresh venv, against the training install of the quick start (`pip install -r req
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """The wheel of the package as it is in this checkout, built from a clean copy of what it packs: setuptools
+    builds in the source folder and never empties its build/ folder, so a module deleted since an earlier build
+    would otherwise ship again."""
+    src = out_dir / "src"
+    shutil.copytree(ROOT / "fer", src / "fer", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out_dir / "dist"), str(src)],
+                   check=True, timeout=600)
+    (wheel,) = (out_dir / "dist").glob("fer_toolkit-*.whl")
+    return wheel
 
 
 def size_mb(path: Path) -> float:
@@ -28,9 +43,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="build the runtime venv here and keep it")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="fer-install-"))
-    dist, venv = work / "dist", work / "runtime-venv"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)], check=True)
-    (wheel,) = dist.glob("fer_toolkit-*.whl")
+    venv = work / "runtime-venv"
+    wheel = build_wheel(work)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], check=True)
     packages = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],

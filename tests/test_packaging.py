@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -56,11 +57,14 @@ def test_the_bundled_model_is_package_data_within_the_size_limit():
 def test_wheel_installs_without_torch_and_works_offline_from_anywhere(tmp_path):
     """Build the wheel, install it into a fresh venv (no torch), and from a folder outside the checkout: the three
     lines classify the faces of a photo and a face crop with the bundled model; fer-classify does the same."""
-    dist, venv, elsewhere = tmp_path / "dist", tmp_path / "venv", tmp_path / "elsewhere"
+    from bench.install_size import build_wheel
+
+    venv, elsewhere = tmp_path / "venv", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
-                   check=True, timeout=600)
-    (wheel,) = dist.glob("fer_toolkit-*.whl")
+    wheel = build_wheel(tmp_path)
+    packed = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("fer/")}
+    assert packed == {str(p.relative_to(ROOT)) for p in (ROOT / "fer").rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts}  # all of fer/, the model too; nothing stale
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900)
