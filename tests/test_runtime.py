@@ -97,6 +97,15 @@ def test_crops_mode_classifies_every_image_whole_and_faces_mode_searches_every_o
     assert len(_rows(faces)) == 1 and _rows(faces)[0]["note"] != WHOLE  # searched by the detector, not taken whole
 
 
+def test_a_16_bit_crop_is_read_like_the_training_data(onnx_model, tmp_path, ledger):
+    crop = (np.random.default_rng(0).integers(0, 65536, (48, 48))).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), crop)
+    out = tmp_path / "deep.csv"
+    assert main([str(tmp_path / "deep.png"), "--model", str(onnx_model), "--output", str(out)]) == 0
+    (face,) = ExpressionModel(onnx_model).analyze(tmp_path / "deep.png")
+    assert face.whole and _rows(out)[0]["label"] == face.label
+
+
 def test_a_model_given_first_is_still_the_model(onnx_model, inputs, tmp_path, ledger):
     """Before the bundled model, the model was the first argument: `python -m fer.runtime model.onnx photo.jpg`."""
     out = tmp_path / "old_style.csv"

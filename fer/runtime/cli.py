@@ -54,7 +54,7 @@ def _scan(model, files: list[Path], mode: str, skip_bad: bool) -> Scan:
             continue
         whole = mode == "crops" or (mode == "auto" and model.is_face_crop(img))
         if whole:
-            boxes, crops = [(0, 0, img.shape[1], img.shape[0])], [model.faces_array(img)[0]]
+            boxes, crops = [(0, 0, img.shape[1], img.shape[0])], [model.faces_array([img])[0]]  # any bit depth, as decoded
         else:
             detector = detector or FaceDetector()
             boxes = detector.detect(to_gray_u8(img))

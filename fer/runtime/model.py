@@ -153,9 +153,11 @@ class ExpressionModel:
         img = read_image(image, max_pixels) if isinstance(image, (str, Path)) else np.asarray(image)
         if not self.is_face_crop(img):
             return self.find_faces(img, detector, margin, max_pixels, **kwargs)
-        probs = self.predict_proba(img, **kwargs)[0]
+        # a file may hold 16-bit pixels (converted like the training data); an array of the caller's must be uint8
+        crop = self.faces_array([img] if isinstance(image, (str, Path)) else img)[0]
+        probs = self.predict_proba(crop[None], **kwargs)[0]
         h, w = img.shape[:2]
-        return [Face((0, 0, w, h), self.faces_array(img)[0], *self._label(probs), whole=True)]
+        return [Face((0, 0, w, h), crop, *self._label(probs), whole=True)]
 
     def classify_files(self, paths: Iterable[str | Path], max_pixels: int = DEFAULT_MAX_PIXELS,
                        **kwargs) -> list[Prediction]:
