@@ -148,13 +148,17 @@ def _measure(path: Path, kind: str, data, parts: _Parts, result: ExportResult, g
     from fer.runtime import ExpressionModel
 
     model, props = ExpressionModel(path), {}
-    images, labels = data.cache.images, data.cache.labels
+    labels = data.cache.labels
+
+    def accuracy(rows: np.ndarray) -> float:
+        return float((model.predict_proba(np.asarray(data.cache.images)[rows]).argmax(1) == labels[rows]).mean())
+
     if parts.val_is_own:
-        acc = float((model.predict_proba(np.asarray(images)[parts.val]).argmax(1) == labels[parts.val]).mean())
+        acc = accuracy(parts.val)
         result.accuracy[f"val {kind}"] = acc
         props[VAL_ACC] = repr(acc)
     if len(parts.test) and (labels[parts.test] >= 0).all():
-        acc = float((model.predict_proba(np.asarray(images)[parts.test]).argmax(1) == labels[parts.test]).mean())
+        acc = accuracy(parts.test)
         result.accuracy[f"{parts.test_split} {kind}"] = acc
         props.update({TEST_SPLIT: str(parts.test_split), TEST_ACC: repr(acc)})
     if props:

@@ -55,11 +55,9 @@ def export_onnx(model: FERClassifier, path: Path, info: ModelInfo, opset: int = 
         raw = Path(tmp) / "model.onnx"
         program.save(str(raw))
         proto = onnx.load(str(raw))
-    for key, value in info.to_props().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    merge_metadata(proto, info.to_props())
     proto.doc_string = f"fer {info.model}: uint8 faces [N,48,48] -> calibrated probabilities [N,7]"
-    return _save(proto, path)
+    return save(proto, path)
 
 
 def stamp_metadata(path: Path, props: dict[str, str]) -> Path:
@@ -67,16 +65,21 @@ def stamp_metadata(path: Path, props: dict[str, str]) -> Path:
     import onnx
 
     proto = onnx.load(str(path))
+    merge_metadata(proto, props)
+    return save(proto, path)
+
+
+def merge_metadata(proto, props: dict[str, str]) -> None:
+    """Set `props` in a loaded ONNX model's metadata, keeping its other entries (one entry per key)."""
     kept = {p.key: p.value for p in proto.metadata_props}
     kept.update(props)
     del proto.metadata_props[:]
     for key, value in kept.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    return _save(proto, path)
 
 
-def _save(proto, path: Path) -> Path:
+def save(proto, path: Path) -> Path:
     import onnx
 
     with atomic_path(path) as tmp:

@@ -1,4 +1,4 @@
-"""int8 ONNX: onnxruntime's static quantisation (QDQ, weights per channel), its activation ranges calibrated on
+"""int8 ONNX: onnxruntime's static quantisation (QDQ, 7-bit weights per channel), its activation ranges calibrated on
 training images."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def quantize_int8(fp32: Path, out: Path, calibration_images: np.ndarray, batch_s
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from fer.runtime.atomic import atomic_path
+    from fer.export.onnx_file import merge_metadata, save
     from fer.runtime.metadata import QUANTIZED
 
     class Reader(CalibrationDataReader):
@@ -40,11 +40,5 @@ def quantize_int8(fp32: Path, out: Path, calibration_images: np.ndarray, batch_s
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         proto = onnx.load(str(quantized))
         source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
-        source[QUANTIZED] = "int8"
-        del proto.metadata_props[:]
-        for key, value in source.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        with atomic_path(out) as staged:
-            onnx.save(proto, str(staged))
-    return out
+        merge_metadata(proto, {**source, QUANTIZED: "int8"})
+        return save(proto, out)

@@ -40,10 +40,10 @@ class Scan:
 
 
 def _scan(model, files: list[Path], mode: str, skip_bad: bool) -> Scan:
-    from fer.runtime.faces import FaceDetector, crop_face
+    from fer.runtime.faces import crop_face
     from fer.runtime.images import read_image, to_gray_u8
 
-    scan, detector = Scan(), None
+    scan = Scan()
     for path in files:
         try:
             img = read_image(path)
@@ -56,8 +56,7 @@ def _scan(model, files: list[Path], mode: str, skip_bad: bool) -> Scan:
         if whole:
             boxes, crops = [(0, 0, img.shape[1], img.shape[0])], [model.faces_array([img])[0]]  # any bit depth, as decoded
         else:
-            detector = detector or FaceDetector()
-            boxes = detector.detect(to_gray_u8(img))
+            boxes = model.detector.detect(to_gray_u8(img))
             crops = [crop_face(img, b) for b in boxes]
         scan.files.append(path)
         scan.boxes.append(boxes)
