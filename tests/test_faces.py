@@ -51,11 +51,11 @@ def _near_face(box) -> bool:
     return abs(cx - FACE_CENTRE[0]) < 30 and abs(cy - FACE_CENTRE[1]) < 30 and 0.6 < w / FACE_SIZE < 1.6
 
 
-@pytest.mark.parametrize("backend", ["opencv", "skimage"])
+@pytest.mark.parametrize("backend", ["yunet", "haar", "lbp"])
 def test_detects_the_astronaut_and_nothing_else(backend, photos):
-    from fer.runtime.faces import _haar_path
+    from fer.runtime.cascade import haar_path
 
-    if backend == "opencv" and _haar_path() is None:
+    if backend == "haar" and haar_path() is None:
         pytest.skip(f"OpenCV {cv2.__version__} has no Haar cascade (auto uses skimage's LBP cascade)")
     detector = FaceDetector(backend)
     boxes = detector.detect(cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY))
@@ -70,7 +70,7 @@ def test_big_photo_is_searched_downscaled_but_boxes_are_in_photo_pixels(detector
 
 
 def test_overlapping_detections_of_one_face_are_merged():
-    from fer.runtime.faces import suppress_overlaps
+    from fer.runtime.cascade import suppress_overlaps
 
     kept = suppress_overlaps([(514, 190, 298, 298), (583, 228, 240, 240), (1248, 1294, 98, 98)])
     assert kept == [(514, 190, 298, 298), (1248, 1294, 98, 98)]
@@ -102,9 +102,11 @@ def test_scan_photos_and_bad_photo(detector, photos, tmp_path):
     assert [len(b) for b in scan.boxes] == [1, 0] and len(scan.skipped) == 1
 
 
-def test_unknown_backend():
-    with pytest.raises(UserError, match="face_detector"):
+def test_unknown_backend_and_the_names_before_yunet():
+    with pytest.raises(UserError, match="face_detector=dlib: expected one of auto, yunet, haar, lbp"):
         FaceDetector("dlib")
+    assert FaceDetector("auto").backend == "yunet"
+    assert FaceDetector("skimage").backend == "lbp"  # configs written before YuNet keep working
 
 
 # ---------------------------------------------------------------------------------------------- predict.py
@@ -195,8 +197,7 @@ def test_several_faces_in_one_photo_rows_order_and_boxes(ckpt, tmp_path):
     folder.mkdir()
     cv2.imwrite(str(folder / "b_group.png"), cv2.cvtColor(np.ascontiguousarray(group), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(folder / "a_single.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-    # searched at full size (at the default 800 px the Haar cascade also fires on a patch of the suit)
-    result = _predict(ckpt, tmp_path, f"input={folder}", "probabilities=true", "face_max_side=1100")
+    result = _predict(ckpt, tmp_path, f"input={folder}", "probabilities=true")
     with open(tmp_path / "faces.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["image"], r["face"]) for r in rows] == [("a_single.png", "0"), ("b_group.png", "0"),
@@ -207,8 +208,7 @@ def test_several_faces_in_one_photo_rows_order_and_boxes(ckpt, tmp_path):
         x, y, w, h = box
         assert abs(x + w / 2 - cx) < 30 and abs(y + h / 2 - cy) < 30 and 0.6 < w / FACE_SIZE < 1.6, box
     # each row's probabilities are the model's on that face's own crop (faces are batched, not mixed up)
-    gray = cv2.cvtColor(np.ascontiguousarray(group), cv2.COLOR_RGB2BGR)
-    crops = np.stack([crop_face(gray, b, 0.1) for b in boxes[1:]])
+    _, crops = FaceDetector().faces(cv2.cvtColor(np.ascontiguousarray(group), cv2.COLOR_RGB2BGR))
     with torch.no_grad():
         expected = load_model(ckpt).predict_proba(torch.from_numpy(crops).float().div(255).unsqueeze(1)).numpy()
     got = np.array([[float(r[f"prob_{c}"]) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise",

@@ -222,12 +222,15 @@ def test_a_crop_model_exports_with_its_ten_crop_evaluation(views, tmp_path):
     assert result.agreement >= 0.995 and result.max_abs_diff < 1e-4, result
 
 
-def test_without_any_face_detector_the_error_says_what_to_install(monkeypatch):
-    """OpenCV 5 has no Haar cascade classifier and the runtime install has no scikit-image: one line, not an
-    ImportError from deep inside (the package pins opencv-python-headless<5 so that this does not happen)."""
+def test_the_default_face_detector_needs_neither_the_haar_cascade_nor_scikit_image(monkeypatch):
+    """YuNet ships in the package and runs on ONNX Runtime: an OpenCV without the Haar cascade (OpenCV 5) and an
+    install without scikit-image still find faces; asking for a cascade that is not there is one line."""
     import builtins
 
-    import fer.runtime.faces as faces
+    import cv2
+
+    import fer.runtime.cascade as cascade
+    from fer.runtime.faces import FaceDetector
 
     real_import = builtins.__import__
 
@@ -236,7 +239,10 @@ def test_without_any_face_detector_the_error_says_what_to_install(monkeypatch):
             raise ImportError(f"No module named {name!r}")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(faces, "_haar_path", lambda: None)
+    monkeypatch.setattr(cascade, "haar_path", lambda: None)
     monkeypatch.setattr(builtins, "__import__", no_skimage)
-    with pytest.raises(UserError, match="no face detector: .*opencv-python-headless<5"):
-        faces.FaceDetector()
+    assert len(FaceDetector().detect(cv2.imread(str(ASTRONAUT)))) == 1
+    with pytest.raises(UserError, match="face_detector=lbp needs scikit-image"):
+        FaceDetector("lbp")
+    with pytest.raises(UserError, match="face_detector=haar: this OpenCV .* has no"):
+        FaceDetector("haar")

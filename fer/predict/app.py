@@ -130,7 +130,7 @@ def _video(cfg, video, predict, seconds: dict[str, float]) -> PredictResult:
         guard = output_guard(cfg)
         guard.check(annotate, "annotate_video")
     rows = list(classify_video(predict, video.spec, cfg.video_every, cfg.get("video_fps"), face_detector(cfg),
-                               cfg.face_margin, cfg.video_smooth, cfg.get("video_max_frames"), annotate, stats))
+                               cfg.video_smooth, cfg.get("video_max_frames"), annotate, stats))
     if guard is not None:
         guard.record(annotate)
     seconds["video"] = stats.seconds

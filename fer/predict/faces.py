@@ -1,12 +1,5 @@
-"""Faces in photos for predict.py: decode each photo, find and crop its faces (fer.runtime.faces), and write annotated
-copies.
-
-Detector (face_detector=auto): OpenCV's bundled Haar cascade (cv2.data.haarcascades +
-haarcascade_frontalface_default.xml) when the installed OpenCV ships it; an OpenCV without the cascade classifier
-and its XML files falls back to the LBP frontal-face cascade that ships with scikit-image
-(skimage.data.lbp_frontal_face_cascade_filename()): the same kind of boosted sliding-window cascade. Neither needs
-a download.
-"""
+"""Faces in photos for predict.py: decode each photo, find and crop its faces (fer.runtime.faces: YuNet by default,
+or face_detector=haar | lbp), and write annotated copies."""
 
 from __future__ import annotations
 
@@ -17,8 +10,8 @@ import cv2
 import numpy as np
 
 from fer.data.bad_input import BadInputLog
-from fer.runtime.faces import Box, FaceDetector, crop_face, draw_faces
-from fer.runtime.images import DEFAULT_MAX_PIXELS, decode_bytes, to_gray_u8
+from fer.runtime.faces import Box, FaceDetector, draw_faces
+from fer.runtime.images import DEFAULT_MAX_PIXELS, decode_bytes
 from fer.errors import UserError
 
 @dataclass
@@ -36,8 +29,8 @@ class FaceScan:
         return len(self.crops)
 
 
-def scan_photos(paths: list[str], detector: FaceDetector, margin: float = 0.1, on_bad_image: str = "error",
-                progress: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> FaceScan:
+def scan_photos(paths: list[str], detector: FaceDetector, on_bad_image: str = "error", progress: bool = False,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> FaceScan:
     """Decode each photo, detect faces, crop them. Unreadable photos raise (naming the file) or, with
     on_bad_image=skip, are counted in scan.skipped."""
     bad = BadInputLog(on_bad_image, max_pixels)
@@ -54,10 +47,10 @@ def scan_photos(paths: list[str], detector: FaceDetector, margin: float = 0.1, o
         except (ValueError, OSError, cv2.error) as exc:
             bad.bad(path, str(exc))
             continue
-        boxes = detector.detect(to_gray_u8(img))
+        boxes, found = detector.faces(img)
         scan.photos.append(path)
         scan.boxes.append(boxes)
-        crops += [crop_face(img, b, margin) for b in boxes]
+        crops += list(found)
     if crops:
         scan.crops = np.stack(crops)
     return scan

@@ -72,7 +72,8 @@ def face_detector(cfg):
     from fer.runtime.faces import FaceDetector
 
     return FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
-                        cfg.face_max_side)
+                        cfg.face_max_side, cfg.face_score_threshold, cfg.face_margin, cfg.face_align,
+                        cfg.face_upscale)
 
 
 def scan_faces(cfg, inputs: list[str]):
@@ -81,8 +82,7 @@ def scan_faces(cfg, inputs: list[str]):
     from fer.predict.faces import scan_photos
 
     photos = ImageListSource(paths=inputs).manifest().names  # files and folders listed as for predict
-    scan = scan_photos(photos, face_detector(cfg), cfg.face_margin, cfg.on_bad_image, cfg.progress,
-                       cfg.max_image_pixels)
+    scan = scan_photos(photos, face_detector(cfg), cfg.on_bad_image, cfg.progress, cfg.max_image_pixels)
     if not scan.photos:
         raise DataError(f"none of the {len(photos)} photo(s) could be read; see the messages above")
     return scan

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fer.errors import DataError, UserError
+from fer.runtime.faces import DETECTORS
 from fer.runtime.table import IMAGE_COLUMNS, LABEL_FORMATS
 
 MODES = ("auto", "crops", "faces")
@@ -39,9 +40,8 @@ class Scan:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _scan(model, files: list[Path], mode: str, skip_bad: bool) -> Scan:
-    from fer.runtime.faces import crop_face
-    from fer.runtime.images import read_image, to_gray_u8
+def _scan(model, detector, files: list[Path], mode: str, skip_bad: bool) -> Scan:
+    from fer.runtime.images import read_image
 
     scan = Scan()
     for path in files:
@@ -56,8 +56,8 @@ def _scan(model, files: list[Path], mode: str, skip_bad: bool) -> Scan:
         if whole:
             boxes, crops = [(0, 0, img.shape[1], img.shape[0])], [model.faces_array([img])[0]]  # any bit depth, as decoded
         else:
-            boxes = model.detector.detect(to_gray_u8(img))
-            crops = [crop_face(img, b) for b in boxes]
+            boxes, found = detector.faces(img)
+            crops = list(found)
         scan.files.append(path)
         scan.boxes.append(boxes)
         scan.whole.append(whole)
@@ -80,6 +80,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tta", action="store_true", help="average with the mirror and four 2-px shifts")
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and listed) instead "
                                                              "of stopping at the first")
+    ap.add_argument("--detector", choices=[d for d in DETECTORS if d != "auto"], default="yunet",
+                    help="face detector for photos and video: yunet (default; crops aligned on its landmarks), or "
+                         "the Haar / LBP cascade (upright frontal faces only)")
+    ap.add_argument("--upscale", type=float, default=1.0,
+                    help="search photos at this many times their size (1-4): finds smaller faces, costs time")
     ap.add_argument("--every", type=int, default=1, help="video: every Nth frame")
     ap.add_argument("--fps", type=float, default=None, help="video: this many frames per second")
     ap.add_argument("--threads", type=int, default=None)
@@ -110,15 +115,18 @@ def _classify(args: argparse.Namespace) -> int:
     guard.check(output)  # before the model is loaded: a refused output costs nothing
     from fer.runtime import ExpressionModel
 
+    from fer.runtime.faces import FaceDetector
+
     model = ExpressionModel(args.model, args.threads)
+    detector = FaceDetector(args.detector, upscale=args.upscale, threads=args.threads)
     summary = ""
     if len(args.inputs) == 1 and is_video(args.inputs[0]):
         rows = list(classify_video(lambda crops: model.predict_proba(crops, tta=args.tta), args.inputs[0],
-                                   args.every, args.fps))
+                                   args.every, args.fps, detector))
         header, table = video_table(rows, args.labels, args.probabilities)
         summary = f"{len(rows)} faces in the sampled frames"
     else:
-        scan = _scan(model, list_inputs(args.inputs), args.mode, args.skip_bad)
+        scan = _scan(model, detector, list_inputs(args.inputs), args.mode, args.skip_bad)
         if not scan.files:
             raise DataError(f"none of the {len(scan.skipped)} input file(s) could be read")
         crops = np.stack(scan.crops) if scan.crops else np.empty((0, 48, 48), np.uint8)

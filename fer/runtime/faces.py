@@ -1,11 +1,13 @@
-"""Faces in the wild: find faces in an image, crop them (with a margin) to 48x48 grayscale, draw the results.
-Torch-free (OpenCV, numpy): owned by the runtime; predict.py and the video reader use it from here.
+"""Faces in the wild: find faces in an image, crop them to 48x48 grayscale the way FER2013's faces are cropped, draw
+the results. Torch-free (OpenCV, numpy, ONNX Runtime): owned by the runtime; predict.py and the video reader use it
+from here.
 
-Detector (face_detector=auto): OpenCV's bundled Haar cascade (cv2.data.haarcascades +
-haarcascade_frontalface_default.xml) when the installed OpenCV ships it; an OpenCV without the cascade classifier
-and its XML files falls back to the LBP frontal-face cascade that ships with scikit-image
-(skimage.data.lbp_frontal_face_cascade_filename()): the same kind of boosted sliding-window cascade. Neither needs
-a download.
+Detectors (face_detector=...):
+- yunet (the default; auto means it): fer.runtime.yunet, a small CNN shipped inside the package, with five landmarks
+  per face. Its crops are aligned: a similarity transform (rotation, scale, shift) takes the landmarks to where they
+  sit on an average FER2013 face (FER_LANDMARKS), so a tilted head is classified as an upright one.
+- haar, lbp: the cascades of fer.runtime.cascade (upright frontal faces only); their crops are the box grown by a
+  margin. bench/faces.py measures all three on the same scenes.
 """
 
 from __future__ import annotations
@@ -15,95 +17,97 @@ import os
 import cv2
 import numpy as np
 
-from fer.classes import CLASS_NAMES
-from fer.runtime.images import to_gray48, to_gray_u8
+from fer.classes import CLASS_NAMES, IMAGE_SIZE
 from fer.errors import UserError
+from fer.runtime.cascade import Box, Cascade
+from fer.runtime.images import to_bgr_u8, to_gray48, to_gray_u8
+from fer.runtime.yunet import Detection, YuNet
 
-HAAR_FILE = "haarcascade_frontalface_default.xml"
-BACKENDS = ("auto", "opencv", "skimage")
-# minimum neighbouring detections for a face to count; the two cascades group detections differently
-_DEFAULT_NEIGHBORS = {"opencv": 5, "skimage": 8}
-
-Box = tuple[int, int, int, int]  # x, y, w, h in photo pixels
-
-
-def _haar_path() -> str | None:
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
-    if not folder or not hasattr(cv2, "CascadeClassifier"):
-        return None
-    path = os.path.join(folder, HAAR_FILE)
-    return path if os.path.isfile(path) else None
+DETECTORS = ("auto", "yunet", "haar", "lbp")
+_ALIASES = {"opencv": "haar", "skimage": "lbp"}  # the names before YuNet: configs written then keep working
+# Per detector: smallest face side kept (photo pixels), the size a bigger photo is searched at (boxes are still
+# reported in photo pixels), and the margin a box grows by on each side when it is cropped without landmarks: the
+# median that turns the detector's box into the FER2013 square on 1,000 upright FER2013 train faces
+# (bench/faces.py --calibrate: YuNet -0.007, Haar 0.022, LBP 0.045). YuNet needs no minimum: its own floor is a face
+# of about 10 px of the searched image (opencv_zoo's model notes; fewer photo pixels with upscale); the cascades'
+# window is 20 px.
+_DEFAULTS = {"yunet": dict(min_size=0, max_side=1280, margin=0.0),
+             "haar": dict(min_size=30, max_side=800, margin=0.02),
+             "lbp": dict(min_size=30, max_side=800, margin=0.05)}
+# YuNet's score threshold, looked at on 150 scenes of FER2013 *train* faces (bench/faces.py --source train --sweep;
+# never on the publictest scenes that docs/BENCHMARKS.md reports): precision 0.80 / 0.91 / 0.96 and recall
+# 0.47 / 0.35 / 0.24 at 0.3 / 0.6 / 0.8. 0.6 keeps nine found faces in ten real ones; real photos score higher
+# (the test photo's face: 0.84-0.93 turned by up to 45 degrees or with the mouth covered).
+YUNET_SCORE_THRESHOLD = 0.6
+# Where YuNet's five landmarks (right eye, left eye, nose tip, right and left mouth corner) sit on a 48x48 FER2013
+# face: the median over FER2013 train faces (bench/faces.py --calibrate). Aligning to them gives a crop framed as
+# the classifier's training faces were.
+FER_LANDMARKS = np.array([[14.0, 18.8], [33.0, 18.8], [23.1, 28.1], [16.0, 36.2], [31.8, 36.0]], np.float32)
 
 
 class FaceDetector:
-    """detect(gray uint8 photo) -> face boxes (x, y, w, h), left to right."""
+    """faces(image) -> (boxes, 48x48 crops) of the faces in a decoded image (gray, BGR or BGRA; 8 or 16 bit),
+    left to right; find() gives the Detections themselves, detect() their boxes."""
 
-    def __init__(self, backend: str = "auto", min_size: int = 30, min_neighbors: int | None = None,
-                 scale_factor: float = 1.1, max_side: int = 800):
-        if backend not in BACKENDS:
-            raise UserError(f"face_detector={backend}: expected one of {', '.join(BACKENDS)}")
-        haar = _haar_path()
-        if backend == "auto":
-            backend = "opencv" if haar else "skimage"
-        if scale_factor <= 1.0:
-            raise UserError(f"face_scale_factor must be > 1, got {scale_factor}")
-        self.backend = backend
-        self.min_size, self.scale_factor, self.max_side = int(min_size), float(scale_factor), int(max_side)
-        self.min_neighbors = int(min_neighbors if min_neighbors is not None else _DEFAULT_NEIGHBORS[backend])
-        if backend == "opencv":
-            if not haar:
-                raise UserError(f"face_detector=opencv: this OpenCV ({cv2.__version__}) has no {HAAR_FILE} / "
-                                "CascadeClassifier; use face_detector=auto or skimage")
-            self._cascade = cv2.CascadeClassifier(haar)
-            self.model_file = haar
+    def __init__(self, backend: str = "auto", min_size: int | None = None, min_neighbors: int | None = None,
+                 scale_factor: float = 1.1, max_side: int | None = None, score_threshold: float | None = None,
+                 margin: float | None = None, align: bool = True, upscale: float = 1.0, threads: int | None = None):
+        name = _ALIASES.get(backend, backend)
+        if name not in DETECTORS:
+            raise UserError(f"face_detector={backend}: expected one of {', '.join(DETECTORS)}")
+        self.backend = "yunet" if name == "auto" else name
+        defaults = _DEFAULTS[self.backend]
+        self.min_size = int(defaults["min_size"] if min_size is None else min_size)
+        self.max_side = int(defaults["max_side"] if max_side is None else max_side)
+        self.margin = float(defaults["margin"] if margin is None else margin)
+        self.align = bool(align)
+        if not 1.0 <= upscale <= 4.0:
+            raise UserError(f"face_upscale must be in [1, 4], got {upscale}")
+        self.upscale = float(upscale)
+        if self.backend == "yunet":
+            score = YUNET_SCORE_THRESHOLD if score_threshold is None else float(score_threshold)
+            if not 0.0 < score < 1.0:
+                raise UserError(f"face_score_threshold must be in (0, 1), got {score}")
+            self._engine = YuNet(score_threshold=score, threads=threads)
         else:
-            try:
-                from skimage.data import lbp_frontal_face_cascade_filename
-                from skimage.feature import Cascade
-            except ImportError as exc:  # the torch-free install has OpenCV only
-                raise UserError(f"no face detector: this OpenCV ({cv2.__version__}) has no Haar cascade classifier "
-                                "(OpenCV 5 dropped it) and scikit-image is not installed; install "
-                                "'opencv-python-headless<5' (pip install fer-toolkit does) or scikit-image") from exc
-
-            self.model_file = lbp_frontal_face_cascade_filename()
-            self._cascade = Cascade(self.model_file)
+            self._engine = Cascade(self.backend, min_neighbors, scale_factor)
+        self.model_file = self._engine.model_file
 
     def describe(self) -> str:
-        return f"{self.backend} cascade {os.path.basename(self.model_file)}"
+        how = "aligned on its landmarks" if self.backend == "yunet" and self.align else f"margin {self.margin:g}"
+        return f"{self.backend} ({os.path.basename(self.model_file)}; crops {how})"
 
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        h, w = gray.shape
-        scale = min(1.0, self.max_side / max(h, w))  # big photos: detect on a smaller copy, same boxes
-        small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA) if scale < 1.0 else gray
-        min_size = max(20, int(round(self.min_size * scale)))
-        if min(small.shape) < min_size:
-            return []
-        if self.backend == "opencv":
-            found = self._cascade.detectMultiScale(cv2.equalizeHist(small), scaleFactor=self.scale_factor,
-                                                   minNeighbors=self.min_neighbors, minSize=(min_size, min_size))
-            boxes = [tuple(int(v) for v in b) for b in (found if len(found) else [])]
+    def find(self, img: np.ndarray) -> list[Detection]:
+        h, w = img.shape[:2]
+        # big photos are searched on a smaller copy (max_side); upscale > 1 searches a larger one, for small faces
+        scale = min(self.upscale, self.max_side / max(h, w))
+        if scale != 1.0:
+            img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))),
+                             interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+        if self.backend == "yunet":
+            found = self._engine.detect(to_bgr_u8(img))
         else:
-            side = min(small.shape)
-            found = self._cascade.detect_multi_scale(img=small, scale_factor=self.scale_factor, step_ratio=1,
-                                                     min_size=(min_size, min_size), max_size=(side, side),
-                                                     min_neighbor_number=self.min_neighbors)
-            boxes = [(d["c"], d["r"], d["width"], d["height"]) for d in found]
-        boxes = [(int(round(x / scale)), int(round(y / scale)), int(round(bw / scale)), int(round(bh / scale)))
-                 for x, y, bw, bh in suppress_overlaps(boxes)]
-        return sorted(boxes, key=lambda b: (b[0], b[1]))
+            found = self._engine.detect(to_gray_u8(img), int(round(self.min_size * scale)))
+        if scale != 1.0:
+            found = [Detection(tuple(int(round(v / scale)) for v in d.box), d.score,
+                               None if d.landmarks is None else d.landmarks / scale) for d in found]
+        found = [d for d in found if min(d.box[2:]) >= self.min_size]
+        return sorted(found, key=lambda d: (d.box[0], d.box[1]))
 
+    def detect(self, img: np.ndarray) -> list[Box]:
+        return [d.box for d in self.find(img)]
 
-def suppress_overlaps(boxes: list[Box], threshold: float = 0.5) -> list[Box]:
-    """One box per face: drop a box when more than `threshold` of the smaller one's area overlaps a bigger kept
-    box (cascades sometimes report the same face at two neighbouring scales)."""
-    kept: list[Box] = []
-    for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
-        x, y, w, h = b
-        if all(max(0, min(x + w, kx + kw) - max(x, kx)) * max(0, min(y + h, ky + kh) - max(y, ky))
-               <= threshold * min(w * h, kw * kh) for kx, ky, kw, kh in kept):
-            kept.append(b)
-    return kept
+    def crop(self, gray: np.ndarray, found: Detection) -> np.ndarray:
+        """One face of a 2-D uint8 image -> 48x48 uint8: aligned on its landmarks where it has them (and align is
+        on), else its box grown by the margin."""
+        aligned = align_face(gray, found.landmarks) if self.align and found.landmarks is not None else None
+        return aligned if aligned is not None else crop_face(gray, found.box, self.margin)
+
+    def faces(self, img: np.ndarray) -> tuple[list[Box], np.ndarray]:
+        found = self.find(img)
+        gray = to_gray_u8(img)
+        crops = [self.crop(gray, d) for d in found]
+        return [d.box for d in found], (np.stack(crops) if crops else np.empty((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
 
 
 def crop_face(img: np.ndarray, box: Box, margin: float = 0.1) -> np.ndarray:
@@ -115,6 +119,24 @@ def crop_face(img: np.ndarray, box: Box, margin: float = 0.1) -> np.ndarray:
     x1, y1 = min(W, x + w + mx), min(H, y + h + my)
     face, _, _ = to_gray48(np.ascontiguousarray(img[y0:y1, x0:x1]))
     return face
+
+
+def align_face(gray: np.ndarray, landmarks: np.ndarray, template: np.ndarray = FER_LANDMARKS) -> np.ndarray | None:
+    """The face whose five landmarks are given, warped by the similarity transform that takes them to `template`
+    (least median of squares: one stray landmark does not drag the crop) -> 48x48 uint8; pixels past the photo's
+    edge repeat the edge. None when no transform fits (landmarks collapsed onto one point)."""
+    matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), template, method=cv2.LMEDS)
+    if matrix is None:
+        return None
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    shrink = int(1 / scale) if scale < 0.5 else 1
+    if shrink > 1:  # a big face: shrink the photo first (area averaging), so the warp does not alias
+        small = cv2.resize(gray, (max(1, gray.shape[1] // shrink), max(1, gray.shape[0] // shrink)),
+                           interpolation=cv2.INTER_AREA)
+        matrix = matrix * [[gray.shape[1] / small.shape[1], gray.shape[0] / small.shape[0], 1.0]]
+        gray = small
+    return cv2.warpAffine(gray, matrix, (IMAGE_SIZE, IMAGE_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 _COLORS = [(0, 0, 255), (0, 128, 255), (128, 0, 128), (0, 200, 0), (255, 0, 0), (0, 255, 255), (200, 200, 200)]

@@ -141,3 +141,12 @@ def list_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         else:
             raise DataError(f"input not found: {p}")
     return files
+
+
+def to_bgr_u8(img: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, BGR, BGRA; 8 or 16 bit) -> 3-channel uint8 BGR, same size (what YuNet reads)."""
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(to_gray_u8(img), cv2.COLOR_GRAY2BGR)
+    if img.dtype != np.uint8:
+        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR) if img.shape[2] == 4 else img

@@ -13,7 +13,6 @@ Imports numpy, OpenCV and onnxruntime only (no torch, Lightning or Hydra): start
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,6 +22,7 @@ import numpy as np
 from fer.errors import DataError, UserError
 from fer.runtime.bundled import model_path
 from fer.runtime.images import DEFAULT_MAX_PIXELS, read_image, to_gray48
+from fer.runtime.sessions import session_options
 from fer.runtime.metadata import SYNTHETIC_WARNING, ModelInfo, read_info
 from fer.runtime.tta import tta_proba
 
@@ -66,11 +66,8 @@ class ExpressionModel:
         self.path = model_path(path)
         if not self.path.is_file():
             raise UserError(f"model not found: {self.path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
-        options.log_severity_level = 3  # warnings about the graph are for the exporter, not for the user
         try:
-            self.session = ort.InferenceSession(str(self.path), options,
+            self.session = ort.InferenceSession(str(self.path), session_options(threads),
                                                 providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own kinds for a foreign file
             raise UserError(f"{self.path}: not a readable ONNX model ({str(exc).splitlines()[0][:200]})") from exc
@@ -97,8 +94,8 @@ class ExpressionModel:
 
     @property
     def detector(self):
-        """The default face detector (fer.runtime.faces), loaded once per model rather than once per photo (the
-        cascade file is parsed on each load: ~20 ms here, a fifth of searching a 512x512 photo)."""
+        """The default face detector (fer.runtime.faces: YuNet), loaded once per model rather than once per photo
+        (its ONNX Runtime session takes longer to open than a photo takes to search)."""
         if self._detector is None:
             from fer.runtime.faces import FaceDetector
 
@@ -157,13 +154,13 @@ class ExpressionModel:
         return [self.class_names[i] for i in self.predict_proba(faces, **kwargs).argmax(axis=1)]
 
     # ---- files and photos --------------------------------------------------------------------------------
-    def analyze(self, image: str | Path | np.ndarray, detector=None, margin: float = 0.1,
-                max_pixels: int = DEFAULT_MAX_PIXELS, **kwargs) -> list[Face]:
+    def analyze(self, image: str | Path | np.ndarray, detector=None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                **kwargs) -> list[Face]:
         """The faces of an image (a path or a decoded image): a face crop (up to `crop_side` px) is one face,
         classified as it is; a larger image is a photo, searched for faces (find_faces): [] when it has none."""
         img = read_image(image, max_pixels) if isinstance(image, (str, Path)) else np.asarray(image)
         if not self.is_face_crop(img):
-            return self.find_faces(img, detector, margin, max_pixels, **kwargs)
+            return self.find_faces(img, detector, max_pixels, **kwargs)
         # a file may hold 16-bit pixels (converted like the training data); an array of the caller's must be uint8
         crop = self.faces_array([img] if isinstance(image, (str, Path)) else img)[0]
         probs = self.predict_proba(crop[None], **kwargs)[0]
@@ -184,18 +181,14 @@ class ExpressionModel:
         probs = self.predict_proba(images, **kwargs)
         return [Prediction(str(p), *self._label(pr)) for p, pr in zip(paths, probs)]
 
-    def find_faces(self, photo: str | Path | np.ndarray, detector=None, margin: float = 0.1,
-                   max_pixels: int = DEFAULT_MAX_PIXELS, **kwargs) -> list[Face]:
-        """The faces found in a photo (a path or a decoded image), left to right, classified in one batch."""
-        from fer.runtime.faces import crop_face
-        from fer.runtime.images import to_gray_u8
-
+    def find_faces(self, photo: str | Path | np.ndarray, detector=None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   **kwargs) -> list[Face]:
+        """The faces found in a photo (a path or a decoded image), left to right, classified in one batch.
+        detector: a fer.runtime.faces.FaceDetector (default: YuNet, crops aligned on its landmarks)."""
         img = read_image(photo, max_pixels) if isinstance(photo, (str, Path)) else np.asarray(photo)
-        detector = detector or self.detector
-        boxes = detector.detect(to_gray_u8(img))
+        boxes, crops = (detector or self.detector).faces(img)
         if not boxes:
             return []
-        crops = np.stack([crop_face(img, b, margin) for b in boxes])
         probs = self.predict_proba(crops, **kwargs)
         return [Face(b, c, *self._label(p)) for b, c, p in zip(boxes, crops, probs)]
 

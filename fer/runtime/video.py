@@ -163,13 +163,12 @@ class VideoStats:
 
 
 def classify_video(predict: Callable[[np.ndarray], np.ndarray], spec: str, every: int = 1, fps: float | None = None,
-                   detector=None, margin: float = 0.1, smooth: float = 0.0, max_frames: int | None = None,
+                   detector=None, smooth: float = 0.0, max_frames: int | None = None,
                    annotate: Path | None = None, stats: VideoStats | None = None) -> Iterator[FaceRow]:
     """One FaceRow per face per sampled frame: every `every`-th frame, or `fps` frames per second of video. smooth
     in [0,1): each track's probabilities become an exponential moving average (smooth = weight of the past).
     annotate: also write a copy of the sampled frames with boxes, ids and labels (complete or not at all)."""
-    from fer.runtime.faces import FaceDetector, crop_face, draw_faces
-    from fer.runtime.images import to_gray_u8
+    from fer.runtime.faces import FaceDetector, draw_faces
 
     if every < 1:
         raise UserError(f"video_every must be >= 1, got {every}")
@@ -194,9 +193,9 @@ def classify_video(predict: Callable[[np.ndarray], np.ndarray], spec: str, every
             if index % step_every:
                 continue
             stats.frames_sampled += 1
-            boxes = detector.detect(to_gray_u8(frame))
+            boxes, crops = detector.faces(frame)
             tracks = tracker.update(boxes, stats.frames_sampled)
-            probs = predict(np.stack([crop_face(frame, b, margin) for b in boxes])) if boxes else np.empty((0, 7))
+            probs = predict(crops) if boxes else np.empty((0, 7))
             shown = []
             for box, track, p in zip(boxes, tracks, probs):
                 track.probs = p if track.probs is None or not smooth else smooth * track.probs + (1 - smooth) * p

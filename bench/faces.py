@@ -1,0 +1,195 @@
+"""Face detectors measured on the same scenes: precision and recall at IoU >= 0.5, ms per 640x480 image, and the
+accuracy users get end to end (photo -> detect -> align or crop -> classify, against the face's label) beside the
+accuracy on the FER2013 crops themselves.
+
+The scenes are generated deterministically from FER2013 faces (scenes.py beside this file): 640x480, 2-5 faces of
+24-200 px, rotated up to 45 degrees, some partly covered, blurred, lit unevenly, on cluttered backgrounds (crops of
+scikit-image's sample images, which ship with it). Nothing of FER2013 is committed.
+
+    python bench/faces.py --data ../shared/fer2013 --source publictest --scenes 300     # the figures
+    python bench/faces.py --data ../shared/fer2013 --source train --scenes 300 --sweep  # choose YuNet's threshold
+    python bench/faces.py --data ../shared/fer2013 --calibrate                          # FER_LANDMARKS, margins
+
+--calibrate and --sweep use train faces only: the publictest scenes are measured, never tuned on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("FER_ROOT", str(ROOT))
+
+from model_card import load_split  # noqa: E402
+from scenes import GroundTruth, make_scene, usable_faces  # noqa: E402
+
+from fer.runtime.faces import FaceDetector  # noqa: E402
+from fer.runtime.yunet import Detection  # noqa: E402
+
+DETECTORS = ("yunet", "haar", "lbp")
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    inter = max(0.0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def crop_region(box, margin: float):
+    """The square the pipeline crops for a box (grown by the detector's margin): what is compared with the face's
+    own square, so that detectors with tighter or looser boxes are judged alike."""
+    x, y, w, h = box
+    side = max(w, h) * (1 + 2 * margin)
+    return (x + w / 2 - side / 2, y + h / 2 - side / 2, side, side)
+
+
+def match(found: list[Detection], truth: list[GroundTruth], margin: float, threshold: float = 0.5):
+    """Greedy one-to-one matching by IoU (best pairs first): [(detection index, truth index)]."""
+    pairs = sorted(((iou(crop_region(d.box, margin), t.square), i, j) for i, d in enumerate(found)
+                    for j, t in enumerate(truth)), reverse=True)
+    used_d, used_t, out = set(), set(), []
+    for v, i, j in pairs:
+        if v >= threshold and i not in used_d and j not in used_t:
+            used_d.add(i)
+            used_t.add(j)
+            out.append((i, j))
+    return out
+
+
+def scenes_for(data: Path, source: str, n: int, seed: int):
+    faces, labels = load_split(data, source)
+    keep, blank = usable_faces(faces)
+    print(f"{source}: {len(faces)} faces, {blank} blank ones left out of the scenes")
+    rng = np.random.default_rng(seed)
+    return [make_scene(rng, faces[keep], labels[keep], np.flatnonzero(keep)) for _ in range(n)], faces, labels
+
+
+def evaluate(detector: FaceDetector, scenes, classify=None, faces=None, labels=None, min_score: float = 0.0):
+    tp = fp = n_true = correct = 0
+    times, hits = [], []  # hits: per true face, (side, |angle|, covered, found)
+    detector.find(scenes[0][0])  # warm-up: ONNX Runtime's first run prepares its kernels
+    for img, truth in scenes:
+        t0 = time.perf_counter()
+        found = [d for d in detector.find(img) if d.score >= min_score]
+        times.append(time.perf_counter() - t0)
+        pairs = match(found, truth, detector.margin)
+        found_truth = {j for _, j in pairs}
+        hits += [(t.square[2], abs(t.angle), t.covered, j in found_truth) for j, t in enumerate(truth)]
+        tp += len(pairs)
+        fp += len(found) - len(pairs)
+        n_true += len(truth)
+        if classify is not None and pairs:
+            gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+            crops = np.stack([detector.crop(gray, found[i]) for i, _ in pairs])
+            preds = classify(crops).argmax(axis=1)
+            correct += int(sum(p == truth[j].label for p, (_, j) in zip(preds, pairs)))
+    out = dict(recall=tp / n_true, precision=tp / max(1, tp + fp), faces=n_true, found=tp, false=fp,
+               ms=1000 * float(np.median(times)), correct=correct, hits=np.array(hits, dtype=float))
+    if classify is not None:
+        idx = np.array([t.index for _, truth in scenes for t in truth])
+        out["crop_acc"] = float((classify(faces[idx]).argmax(axis=1) == labels[idx]).mean())
+        out["e2e_found"] = correct / max(1, tp)  # accuracy on the faces found
+        out["e2e_all"] = correct / n_true  # a missed face counts as wrong: what users get
+    return out
+
+
+def recall_by_condition(hits: np.ndarray) -> str:
+    """Recall per face size, rotation and cover: where a detector loses faces."""
+    groups = [(f"{lo}-{min(hi, 200)} px", (hits[:, 0] >= lo) & (hits[:, 0] < hi)) for lo, hi in [(24, 40), (40, 70), (70, 120),
+                                                                                     (120, 201)]]
+    groups += [(f"turned {lo}-{min(hi, 45)} deg", (hits[:, 1] >= lo) & (hits[:, 1] < hi)) for lo, hi in [(0, 15), (15, 30),
+                                                                                               (30, 46)]]
+    groups += [("covered", hits[:, 2] == 1), ("not covered", hits[:, 2] == 0)]
+    return " | ".join(f"{hits[m, 3].mean():.2f}" for _, m in groups), " | ".join(name for name, _ in groups)
+
+
+def calibrate(data: Path, n: int = 1000, seed: int = 0) -> None:
+    """Where YuNet's landmarks sit on FER2013 train faces, and per detector the margin that grows its box into the
+    FER2013 square: each face enlarged 3x, upright, alone on a plain background."""
+    faces, _ = load_split(data, "train")
+    keep, _ = usable_faces(faces)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(np.flatnonzero(keep), size=min(n, int(keep.sum())), replace=False)
+    k, pad = 3, 96
+    for name in DETECTORS:
+        det = FaceDetector(name, margin=0.0, min_size=20)
+        points, margins, found = [], [], 0
+        for i in idx:
+            big = cv2.resize(faces[i], (48 * k, 48 * k), interpolation=cv2.INTER_CUBIC)
+            canvas = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=int(np.median(big)))
+            square = (pad, pad, 48 * k, 48 * k)
+            hits = [d for d in det.find(canvas) if iou(d.box, square) > 0.3]
+            if not hits:
+                continue
+            d = max(hits, key=lambda d: iou(d.box, square))
+            found += 1
+            margins.append((48 * k / max(d.box[2:]) - 1) / 2)
+            if d.landmarks is not None:
+                points.append((d.landmarks - pad) / k)
+        print(f"{name}: found {found}/{len(idx)} upright faces; margin to the FER square: median "
+              f"{np.median(margins):.3f} (IQR {np.percentile(margins, 25):.3f}..{np.percentile(margins, 75):.3f})")
+        if points:
+            template = np.median(np.stack(points), axis=0)
+            print("  FER_LANDMARKS =", np.array2string(template, precision=1, separator=", "))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "fer2013")
+    ap.add_argument("--source", default="publictest", choices=["train", "publictest"])
+    ap.add_argument("--scenes", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default=None, help="an exported .onnx (default: the bundled model)")
+    ap.add_argument("--detectors", nargs="+", default=list(DETECTORS))
+    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="YuNet's precision and recall per score threshold")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    cv2.setNumThreads(args.threads or os.cpu_count() or 1)
+    if args.calibrate:
+        calibrate(args.data, seed=args.seed)
+        return
+    if args.sweep and args.source != "train":
+        sys.exit("--sweep chooses a threshold: it runs on --source train only")
+    scenes, faces, labels = scenes_for(args.data, args.source, args.scenes, args.seed)
+    if args.sweep:
+        det = FaceDetector("yunet", score_threshold=0.3, threads=args.threads)
+        print("| score threshold | recall | precision |\n|---|---|---|")
+        for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+            r = evaluate(det, scenes, min_score=t)
+            print(f"| {t:.1f} | {r['recall']:.3f} | {r['precision']:.3f} |")
+        return
+    from fer.runtime import ExpressionModel
+
+    model = ExpressionModel(args.model, args.threads)
+    n_faces = sum(len(truth) for _, truth in scenes)
+    print(f"{len(scenes)} scenes, {n_faces} FER2013 {args.source} faces (seed {args.seed}), model {model.path.name}\n")
+    breakdown = []
+    print("| detector | crops | recall | precision | ms / 640x480 | accuracy on found faces | end to end "
+          "(missed = wrong) | accuracy on the FER crops |\n|---|---|---|---|---|---|---|---|")
+    for name in args.detectors:
+        variants = ([("aligned", True, 1.0), ("box + margin", False, 1.0), ("aligned, upscale=2", True, 2.0)]
+                    if name == "yunet" else [("box + margin", False, 1.0)])
+        for how, align, upscale in variants:
+            det = FaceDetector(name, align=align, upscale=upscale, threads=args.threads)
+            r = evaluate(det, scenes, model.predict_proba, faces, labels)
+            print(f"| {name} | {how} | {r['recall']:.3f} | {r['precision']:.3f} | {r['ms']:.1f} | "
+                  f"{r['e2e_found']:.3f} | {r['e2e_all']:.3f} | {r['crop_acc']:.3f} |", flush=True)
+            values, names = recall_by_condition(r["hits"])
+            breakdown.append(f"| {name} | {how} | {values} |")
+    print(f"\nRecall by condition\n\n| detector | crops | {names} |\n|---|---|" + "---|" * (names.count("|") + 1))
+    print("\n".join(breakdown))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""YuNet, the default face detector: a 0.24 MB anchor-free CNN (Wu, Peng & Yu, "YuNet: A Tiny Millisecond-level
+Face Detector", 2023) that also gives five landmarks per face (eyes, nose tip, mouth corners) for alignment.
+
+The model file ships inside the package (fer/runtime/models/yunet_s_dynamic.onnx, from ShiqiYu/libfacedetection.train,
+Apache-2.0; see models/README.md): nothing is downloaded. It runs on ONNX Runtime, which the runtime already needs,
+rather than through cv2.FaceDetectorYN: on this project's 2-core AVX2 CPU OpenCV's DNN took 25 ms for a 640x480
+photo and ONNX Runtime 7 ms (bench/faces.py), and the target is under 15 ms. The decoding below is the one OpenCV's
+FaceDetectorYN applies to the same outputs (tests/test_yunet.py checks that both give the same faces).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fer.runtime.sessions import session_options
+
+MODEL_FILE = os.path.join(os.path.dirname(__file__), "models", "yunet_s_dynamic.onnx")
+STRIDES = (8, 16, 32)  # the three feature maps; the input's sides must be multiples of the largest
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: its box (x, y, w, h in photo pixels), the detector's confidence, and (from YuNet) five landmarks
+    [[x, y] x 5]: right eye, left eye (the person's), nose tip, right and left mouth corner."""
+
+    box: tuple[int, int, int, int]
+    score: float
+    landmarks: np.ndarray | None = None
+
+
+class YuNet:
+    """detect(BGR uint8 image) -> Detections with score >= score_threshold after non-maximum suppression."""
+
+    def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000,
+                 threads: int | None = None, model_file: str = MODEL_FILE):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(model_file, session_options(threads), providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+        self._outputs = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in STRIDES]
+        self.score_threshold, self.nms_threshold, self.top_k = float(score_threshold), float(nms_threshold), top_k
+        self.model_file = model_file
+
+    def detect(self, bgr: np.ndarray) -> list[Detection]:
+        h, w = bgr.shape[:2]
+        pad_h, pad_w = -h % STRIDES[-1], -w % STRIDES[-1]  # zero padding bottom and right, as OpenCV does
+        blob = cv2.copyMakeBorder(bgr, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
+        blob = blob.transpose(2, 0, 1)[None].astype(np.float32)  # BGR, 0..255: the model's own normalisation
+        out = dict(zip(self._outputs, self.session.run(self._outputs, {self._input: blob})))
+        boxes, scores, points = [], [], []
+        for s in STRIDES:
+            rows, cols = (h + pad_h) // s, (w + pad_w) // s
+            r, c = np.divmod(np.arange(rows * cols), cols)
+            score = np.sqrt(np.clip(out[f"cls_{s}"][0, :, 0], 0, 1) * np.clip(out[f"obj_{s}"][0, :, 0], 0, 1))
+            keep = score >= self.score_threshold
+            if not keep.any():
+                continue
+            r, c, bbox, kps = r[keep], c[keep], out[f"bbox_{s}"][0][keep], out[f"kps_{s}"][0][keep]
+            cx, cy = (c + bbox[:, 0]) * s, (r + bbox[:, 1]) * s
+            bw, bh = np.exp(bbox[:, 2]) * s, np.exp(bbox[:, 3]) * s
+            boxes.append(np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1))
+            scores.append(score[keep])
+            points.append(np.stack([(kps[:, 0::2] + c[:, None]) * s, (kps[:, 1::2] + r[:, None]) * s], axis=2))
+        if not boxes:
+            return []
+        boxes, scores, points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
+        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold,
+                                top_k=self.top_k)
+        return [Detection(tuple(int(round(v)) for v in boxes[i]), float(scores[i]), points[i].astype(np.float32))
+                for i in np.asarray(kept).reshape(-1)]
