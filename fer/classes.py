@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIZE = 48
@@ -11,8 +13,13 @@ _ALIASES = {"anger": "angry", "disgusted": "disgust", "fearful": "fear", "happin
             "sadness": "sad", "surprised": "surprise", "calm": "neutral"}
 
 
+_DECIMAL = re.compile(r"([0-9]+)(?:\.0*)?", re.ASCII)  # ASCII digits only: "٣" and "３" are str.isdigit() too
+
+
 def parse_label(value: object) -> int | None:
-    """Map an int 0-6, a digit string or a class name (any case) to a class index; None if unknown."""
+    """Map an int 0-6, its decimal digits ("3", or "3.0" as a spreadsheet writes a number) or a class name (any
+    case) to a class index; None otherwise. Other spellings of a number ("+3", "-0", "3e0", Arabic-Indic or
+    full-width digits) are refused rather than guessed: a labels file holding them was not written as meant."""
     if value is None:
         return None
     if isinstance(value, (int,)) and not isinstance(value, bool):
@@ -22,15 +29,9 @@ def parse_label(value: object) -> int | None:
     text = str(value).strip().lower()
     if not text:
         return None
-    if text.lstrip("-").isdigit():
-        idx = int(text)
-        return idx if 0 <= idx < NUM_CLASSES else None
-    try:
-        float_val = float(text)
-        if float_val.is_integer() and 0 <= float_val < NUM_CLASSES:
-            return int(float_val)
-        return None
-    except ValueError:
-        pass
+    number = _DECIMAL.fullmatch(text)
+    if number:
+        idx = int(number.group(1))
+        return idx if idx < NUM_CLASSES else None
     text = _ALIASES.get(text, text)
     return CLASS_NAMES.index(text) if text in CLASS_NAMES else None

@@ -6,6 +6,7 @@ import logging
 import secrets
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from omegaconf import OmegaConf
@@ -98,3 +99,41 @@ def check_recipe_for(cfg, script: str) -> None:
             pass
         raise UserError(f"experiment={name} is a recipe for {wanted}.py, not {script}.py: "
                         f"python {wanted}.py experiment={name}")
+
+
+def require_numbers(cfg, keys: tuple[str, ...]) -> None:
+    """One line for a setting that must be a number and is not (video_every=abc, trainer.max_epochs=3O): caught
+    before the value reaches code that would fail on it with a traceback, or, worse, compare it as text."""
+    from omegaconf import OmegaConf
+
+    for key in keys:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"{key}={value!r} is not a number")
+
+
+def check_config_choices(argv: list[str], conf_dir: str | Path) -> None:
+    """`group=name` overrides (model=cnn_dep, data=fer2014, model/optimizer=sgdd) checked against the files of
+    conf/<group>/ before Hydra composes: one line with the real choices instead of Hydra's page of search paths,
+    and files starting with "_" (shared parts such as model/_base) are not choices. Sweeps (a,b) are checked
+    name by name; anything else is left to Hydra."""
+    conf_dir = Path(conf_dir)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+")
+        group = conf_dir / key
+        if not sep or key.startswith(("~", "hydra")) or "@" in key or not group.is_dir() or "(" in value:
+            continue
+        choices = sorted(p.stem for p in group.glob("*.yaml") if not p.stem.startswith("_"))
+        for name in value.split(","):
+            if name and name != "null" and name not in choices:
+                raise UserError(f"{key}={name}: no such {key}; choose one of {', '.join(choices)}")
+
+
+def exit_on_bad_choices(conf_dir: str | Path) -> None:
+    """For the scripts' entry points: check_config_choices on the command line, exit 2 with one line on a typo."""
+    try:
+        check_config_choices(sys.argv[1:], conf_dir)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

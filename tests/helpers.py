@@ -15,6 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 MODEL_NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_"))
 
+# smaller variants of the costlier models, for tests about flows rather than capacity (same code paths)
+SMALL = {"efficientnet": ["model.input_size=64"],  # the default upscales to 96
+         "cnn": ["model.fc=[256]"], "resnet": ["model.arch=resnet10t"]}
+
 FAST = ["trainer.accelerator=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=2", "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false", "data.source.n_train=280", "data.source.n_test=70",
@@ -86,3 +90,29 @@ class SlowEpochs:
                     time.sleep(seconds)
 
         return _Slow()
+
+
+def untrained_checkpoint(path: Path, model: str, overrides: list[str] = (), temperature: float = 1.25) -> Path:
+    """A checkpoint as train.py writes one, without training: the real config's model (untrained weights, a
+    calibration temperature) and the real data module's val split record. For tests that need a checkpoint, not a
+    trained model (every Trainer.fit costs seconds). Neural models only: the SVM has nothing to save unfitted."""
+    import hydra
+
+    from fer.models.base import CALIBRATION_KEY
+    from fer.training import instantiate_model
+
+    given = {o.split("=")[0].lstrip("+") for o in overrides}
+    fast = [o for o in FAST if o.split("=")[0].lstrip("+") not in given]  # the caller's settings win
+    cfg = compose_train(path.parent / f".{path.stem}", [f"model={model}", "logger=none", *fast, *overrides])
+    torch.manual_seed(0)
+    net = instantiate_model(cfg.model)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("fit")
+    state = net.state_dict()
+    state[CALIBRATION_KEY] = torch.tensor(temperature)
+    checkpoint = {"state_dict": state, "hyper_parameters": dict(net.hparams),
+                  "FERDataModule": datamodule.state_dict()}
+    net.on_save_checkpoint(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+    return path

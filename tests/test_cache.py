@@ -29,6 +29,26 @@ def test_second_open_reuses_the_entry_without_decoding(folder_dataset, tmp_path,
     assert again.path == first.path and np.array_equal(again.images, first.images)
 
 
+def test_file_names_with_newlines_and_odd_bytes_keep_their_rows(tmp_path):
+    """A file name may hold a newline (or bytes that are not UTF-8): each name comes back whole and in its row, so
+    no prediction moves to the next file's row (names were once stored one per line)."""
+    from fer.data.sources import ImageListSource
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = ["a.png", "t0\n03.png", "t019.png", os.fsdecode(b"z\xff.png")]
+    import cv2
+
+    for i, name in enumerate(names):
+        pixels = np.full((48, 48), 40 * i, np.uint8) + rng.integers(0, 5, (48, 48), np.uint8)
+        (folder / name).write_bytes(cv2.imencode(".png", pixels)[1].tobytes())
+    cache = open_cache(ImageListSource([str(folder)]), tmp_path / "c", progress=False)
+    assert len(cache.names) == len(cache) == 4 and sorted(Path(n).name for n in cache.names) == sorted(names)
+    for name, image in zip(cache.names, cache.images):
+        assert abs(int(image.mean()) - 40 * names.index(Path(name).name)) <= 5, name
+
+
 def test_images_are_a_read_only_mmap_not_a_copy(folder_dataset, tmp_path):
     cache = open_cache(FolderSource(str(folder_dataset)), tmp_path / "c", progress=False)
     # the pixels are the mapping's own bytes: a copy (np.fromfile, np.load) shares no memory with it
@@ -143,7 +163,7 @@ def test_parallel_runs_with_different_data_settings_keep_each_others_entries(tmp
     _age(a.path)  # even an entry unused "for an hour" stays while it is open
     b = open_cache(SyntheticSource(n_train=84, n_test=14), tmp_path / "c", progress=False)
     assert a.path.is_dir() and b.path.is_dir() and a.path != b.path
-    assert len(a.names) == 84 and a.names[-1] == "synthetic/test/0000013.png"  # names.txt is read lazily
+    assert len(a.names) == 84 and a.names[-1] == "synthetic/test/0000013.png"  # names.json is read lazily
     # an entry used a moment ago stays too, open or not (the moment between a build and its first reader)
     b.close()
     c = open_cache(SyntheticSource(n_train=98, n_test=14), tmp_path / "c", progress=False)
@@ -297,7 +317,7 @@ def _raw_cache_entry(folder: Path, n: int, seed: int = 0) -> Path:
     rng.integers(0, 256, (n, 48, 48), dtype=np.uint8).tofile(folder / "images.u8")
     np.save(folder / "labels.npy", rng.integers(0, 7, n))
     np.save(folder / "splits.npy", np.zeros(n, np.int8))
-    (folder / "names.txt").write_text("\n".join(f"{i}.png" for i in range(n)))
+    (folder / "names.json").write_text(json.dumps([f"{i}.png" for i in range(n)]))
     (folder / "info.json").write_text(json.dumps({"n": n, "split_names": ["train"]}))
     return folder
 

@@ -149,6 +149,7 @@ def _ddp_worker(rank: int, world: int, port: int, cache_dir: str, out: str) -> N
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes with a gloo group: ~15 s (CI runs the slow tests)
 def test_ddp_two_processes_gloo(tmp_path):
     make_dm(tmp_path)  # build the cache once, as prepare_data does on rank 0
     with socket.socket() as s:

@@ -19,7 +19,7 @@ from fer.errors import UserError
 from fer.models.loading import load_model
 from fer.models.registry import get_model_class
 
-from helpers import CONF, FAST, MODEL_NAMES, ROOT, compose_train
+from helpers import CONF, FAST, MODEL_NAMES, ROOT, SMALL, compose_train, untrained_checkpoint
 
 NEURAL = [m for m in MODEL_NAMES if getattr(get_model_class(m), "onnx_exportable", True)]
 DATA = ["data.source.n_train=280", "data.source.n_test=70"]
@@ -34,14 +34,20 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(work):
-    """model name -> best checkpoint of a 1-epoch run on the small synthetic set (trained on first use)."""
+    """model name -> a checkpoint as train.py writes it: untrained weights for the neural models (export checks
+    that the file computes what the checkpoint does, trained or not); the SVM, which has nothing to save unfitted,
+    is fitted by a 1-epoch run on the small synthetic set."""
     from fer.training import run_training
 
     done: dict[str, Path] = {}
 
     def get(model: str) -> Path:
         if model not in done:
-            extra = {"efficientnet": ["model.input_size=64"], "cnn": ["model.fc=[256]"]}.get(model, [])  # smaller: faster
+            extra = SMALL.get(model, [])
+            if model != "svm":
+                done[model] = untrained_checkpoint(work / model / "untrained.ckpt", model,
+                                                   [*extra, f"paths.cache_dir={work / 'cache'}"])
+                return done[model]
             cfg = compose_train(work / model, [f"model={model}", "logger=none", *FAST, *extra,
                                                f"paths.cache_dir={work / 'cache'}"])
             run_training(cfg)

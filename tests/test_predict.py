@@ -25,6 +25,7 @@ from fer.errors import UserError  # noqa: E402
 from fer.errors import DataError  # noqa: E402
 from fer.predict.app import run_predict  # noqa: E402
 from fer.runtime.table import PROB_COLUMNS, output_names, write_csv_atomic  # noqa: E402
+from helpers import SMALL, untrained_checkpoint  # noqa: E402
 
 # every model config; files starting with "_" are shared parts, not models. A new model is tested automatically.
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_"))
@@ -64,10 +65,9 @@ def train_overrides(model: str, out: Path, cache: Path, batch_size: int, batches
 
 @pytest.fixture(scope="module")
 def trained(work):
-    """model name -> best checkpoint of a 1-epoch run on a small synthetic set (trained on first use).
-
-    One batch of 16 images (and 8 for validation): the cheapest training that goes through every step; every model
-    must cope with that little data (the SVM caps its PCA size)."""
+    """model name -> a checkpoint as train.py writes it, for the data of train_overrides (its val split recorded):
+    untrained weights for the neural models (predict.py reads any checkpoint alike); the SVM, which has nothing to
+    save unfitted, from a 1-epoch run on one batch of 16 images (it caps its PCA size to that little data)."""
     from fer.training import run_training
 
     done: dict[str, Path] = {}
@@ -75,6 +75,13 @@ def trained(work):
     def get(model: str) -> Path:
         if model not in done:
             out = work / "train" / model
+            if model != "svm":
+                data = [o for o in train_overrides(model, out, work / "cache", 16, 1)
+                        if o.startswith(("data.", "paths."))]
+                # where train.py puts it: the run folder resolves to it
+                done[model] = untrained_checkpoint(out / "checkpoints" / "epoch_000.ckpt", model,
+                                                   [*data, *SMALL.get(model, [])])
+                return done[model]
             run_training(compose_cfg("train", train_overrides(model, out, work / "cache", 16, 1)))
             ckpts = sorted(p for p in (out / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
             assert ckpts, f"{model}: training wrote no checkpoint"
@@ -586,3 +593,11 @@ def test_full_disk_is_one_line_and_leaves_no_file(fast_ckpt, work, tmp_path, cha
     with pytest.raises(UserError, match=r"cannot write output=.*submission.csv: No space left on device"):
         predict(work, fast_ckpt, f"input={challenge / 'images_test'}", output=out)
     assert list(out.parent.iterdir()) == []  # no partial file, no temporary file
+
+
+@pytest.mark.parametrize("setting", ["video_every=abc", "batch_size=x", "tta_shift=two", "num_threads=many",
+                                     "face_upscale=big"])
+def test_a_word_where_a_number_belongs_is_one_line(setting, work):
+    key, value = setting.split("=")
+    with pytest.raises(UserError, match=f"^{key}='{value}' is not a number$"):
+        predict(work, work / "any.ckpt", setting)

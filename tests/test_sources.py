@@ -21,6 +21,12 @@ def test_parse_label_accepts_ints_names_and_aliases():
     assert [parse_label(v) for v in (7, -1, "smile", "", None, 2.5)] == [None] * 6
 
 
+def test_parse_label_refuses_other_spellings_of_a_number():
+    """"+3", "-0", "3e0", Arabic-Indic and full-width digits are not what a labels file means by 3: refused (the
+    reader then names the row), not guessed."""
+    assert [parse_label(v) for v in ("+3", "-0", "3e0", "\u0663", "\uff13", "3.5", "0x3")] == [None] * 7
+
+
 def test_folder_source_reads_splits_classes_any_case_and_converts(folder_dataset: Path, tmp_path: Path):
     cache = open_cache(FolderSource(str(folder_dataset)), tmp_path / "cache", progress=False)
     assert cache.split_names == ["train", "publictest"]
@@ -164,8 +170,11 @@ def test_fer_csv_unknown_emotion_or_usage_named_by_row(fer_csv, row, match):
     lines = fer_csv.read_text().splitlines()
     lines[2] = row.format(pixels=lines[2].split(",")[1])
     fer_csv.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(DataError, match=match) as error:
         Fer2013CsvSource(str(fer_csv)).manifest()
+    # labels are never skipped, so the message does not offer on_bad_image=skip as a way out
+    assert str(error.value).endswith("fix the row (data.on_bad_image=skip skips unreadable images, not unreadable "
+                                     "labels)")
 
 
 def test_fer_csv_bad_pixels_named_by_row(fer_csv, tmp_path):
@@ -250,3 +259,17 @@ def test_jpeg_size_is_found_behind_a_large_metadata_block():
     assert image_size(jpeg) == (64, 40)
     with pytest.raises(ValueError, match="64x40 pixels, over the limit of 1,000"):
         decode_bytes(jpeg, max_pixels=1000)
+
+
+def test_labels_csv_in_utf16_is_read_and_latin1_is_one_line(challenge_dataset: Path):
+    """Spreadsheets save "Unicode text" as UTF-16 with a byte-order mark: read as such. A Latin-1 file (here an
+    accented header) is refused in one line naming the file, not a UnicodeDecodeError from inside pandas."""
+    csv_path = challenge_dataset / "challengeA_train.csv"
+    text = csv_path.read_text()
+    utf8 = ChallengeSource(str(challenge_dataset)).manifest()
+    csv_path.write_text(text, encoding="utf-16")
+    utf16 = ChallengeSource(str(challenge_dataset)).manifest()
+    assert utf16.names == utf8.names and (utf16.labels == utf8.labels).all()
+    csv_path.write_bytes(text.replace("Emotion", "Émotion").encode("latin-1"))
+    with pytest.raises(DataError, match=r"challengeA_train.csv: not UTF-8 text \(it holds byte 0xc9"):
+        ChallengeSource(str(challenge_dataset)).manifest()

@@ -16,7 +16,7 @@ from fer.data.augment import to_unit_float
 from fer.models.loading import load_model
 from fer.training import run_training
 
-from helpers import FAST, MODEL_NAMES, ROOT, compose_train, mlflow_overrides, nll, score_test_split
+from helpers import FAST, MODEL_NAMES, ROOT, SMALL, compose_train, mlflow_overrides, nll, score_test_split
 
 
 def _predict(model, x: torch.Tensor) -> np.ndarray:
@@ -31,9 +31,8 @@ def test_one_epoch_mlflow_run_and_reload(model_name, tmp_path):
     import mlflow.pyfunc
     from mlflow.tracking import MlflowClient
 
-    overrides = [f"model={model_name}", *FAST, *mlflow_overrides(tmp_path), "model.test_tta=flip_shifts"]
-    if model_name == "efficientnet":
-        overrides.append("model.input_size=64")  # keeps the test fast; the default upscales to 96
+    overrides = [f"model={model_name}", *FAST, *mlflow_overrides(tmp_path), "model.test_tta=flip_shifts",
+                 *SMALL.get(model_name, [])]
     cfg = compose_train(tmp_path, overrides)
     results = run_training(cfg)
 
@@ -110,6 +109,7 @@ def test_class_weights_follow_training_counts_and_change_the_loss(mode):
     assert model._loss(logits, y) > plain  # the rare class's error weighs more
 
 
+@pytest.mark.slow  # a train.py process killed and resumed: ~30 s (CI runs the slow tests)
 def test_resume_after_kill_9_finishes_the_same_mlflow_run(tmp_path):
     """A real train.py killed with SIGKILL after its first epoch: MLflow shows the run RUNNING; resume= continues
     it from last.ckpt in the same MLflow run, which ends FINISHED with one val/acc per epoch."""
@@ -189,6 +189,7 @@ def test_resume_needs_last_checkpoint_and_survives_a_lost_run_info(tmp_path, cap
         run_training(compose_train(tmp_path / "again", [f"resume={run_dir}", "logger=none"]))
 
 
+@pytest.mark.slow  # two train.py processes under DDP: ~30 s (CI runs the slow tests)
 def test_ddp_two_cpu_processes(tmp_path):
     """A real 2-process DDP fit (gloo on CPU) through train.py: each rank trains on its own half, the step count is
     that of one rank's shard, and the test split (odd-sized, so one rank's shard is padded) counts every image once."""
@@ -223,9 +224,11 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 
 @pytest.mark.parametrize("args,message,code", [
-    (["model=nope"], "Could not find 'model/nope'", 1),  # Hydra's own messages (exit code 1)
-    (["model.dropuot=0.1"], "Could not override 'model.dropuot'", 1),
-    (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' is not a number", 2),  # ours: one line, exit code 2
+    (["model=cnn_dep"], "model=cnn_dep: no such model; choose one of cnn, cnn_deep, efficientnet, mlp, resnet, svm",
+     2),  # ours: one line, exit code 2, shared parts (model/_base) not offered
+    (["model=_base"], "model=_base: no such model", 2),
+    (["model.dropuot=0.1"], "Could not override 'model.dropuot'", 1),  # Hydra's own message (exit code 1)
+    (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' is not a number", 2),
     (["data=fer2013", "data.root=/nonexistent/fer"], "data folder not found: /nonexistent/fer", 2),
     (["resume=/nonexistent/run"], "resume=/nonexistent/run", 2),
 ])
@@ -240,7 +243,10 @@ def test_cli_mistakes_give_one_clear_message(args, message, code, tmp_path):
         errors = [line for line in proc.stderr.splitlines() if line.strip()]
         assert errors == [f"error: {errors[0][len('error: '):]}"] and message in errors[0], proc.stderr
         assert message not in proc.stdout
-        assert message in (tmp_path / "train.log").read_text()  # and the run's log file keeps it
+        if "no such" in message:  # found before Hydra composes: no run folder, no log
+            assert not (tmp_path / "train.log").exists()
+        else:
+            assert message in (tmp_path / "train.log").read_text()  # and the run's log file keeps it
 
 
 @pytest.mark.parametrize("parts", [["model/optimizer=sgd", "model/scheduler=onecycle"],

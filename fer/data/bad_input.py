@@ -11,6 +11,9 @@ from fer.errors import DataError
 
 
 SKIP_HINT = "fix or remove it, or set data.on_bad_image=skip to skip such files (they are listed in a report)"
+# a labels file's rows (a label or split that cannot be read) are never skipped, whatever data.on_bad_image says:
+# a wrong label file must not train quietly
+ROW_HINT = "fix the row (data.on_bad_image=skip skips unreadable images, not unreadable labels)"
 
 
 @dataclass
@@ -20,6 +23,7 @@ class BadInputLog:
     policy: str = "error"  # "error" | "skip"
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are bad input, refused before decoding
     entries: list[tuple[str, str]] = field(default_factory=list)  # (file or row, reason)
+    hint: str = SKIP_HINT  # what the error in 'error' mode tells the user to do
 
     def __post_init__(self) -> None:
         if self.policy not in ("error", "skip"):
@@ -29,7 +33,7 @@ class BadInputLog:
 
     def bad(self, where: str, reason: str) -> None:
         if self.policy == "error":
-            raise DataError(f"{where}: {reason}; {SKIP_HINT}")
+            raise DataError(f"{where}: {reason}; {self.hint}")
         self.entries.append((str(where), reason))
 
     def __len__(self) -> int:

@@ -4,7 +4,8 @@ Layout of one cache entry (a folder named after the source and its fingerprint):
   images.u8    raw uint8 [N,48,48], opened with mmap (never read whole into RAM)
   labels.npy   int64 [N] (-1 = unlabelled)
   splits.npy   int8 [N], codes into info.json["split_names"]
-  names.txt    one image name per line (only read when names are needed: predict, audit)
+  names.json   the image names, a JSON list (only read when names are needed: predict, audit). JSON, not a line
+               per name: a file name may hold a newline, and a split name would move every later row
   skipped.csv  bad inputs skipped under data.on_bad_image=skip (file, reason)
   info.json    counts, the fingerprint and the SHA-256 of every file above; written last
   .lock        held (shared) by every process that has the entry open (fer.data.cache_guard)
@@ -39,8 +40,8 @@ from fer.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # 2: checksums and the in-use lock
-_CHECKED_FILES = ["images.u8", "labels.npy", "splits.npy", "names.txt"]
+CACHE_FORMAT = 3  # 2: checksums and the in-use lock; 3: names.json (names.txt split names holding a newline)
+_CHECKED_FILES = ["images.u8", "labels.npy", "splits.npy", "names.json"]
 _UNUSED_AGE_S = 600  # an entry unused for this long (and not open anywhere) may be removed
 _BUILD_GRACE_S = 60  # a temporary folder younger than this may be a builder that has not locked it yet
 _PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -129,7 +130,7 @@ class ImageCache:
 
     @cached_property
     def names(self) -> list[str]:
-        return (self.path / "names.txt").read_text().split("\n")[: len(self)]
+        return json.loads((self.path / "names.json").read_text(encoding="ascii"))
 
     def split_indices(self, split: str) -> np.ndarray:
         if split not in self.split_names:
@@ -181,7 +182,10 @@ def _write_entry(manifest: Manifest, tmp: Path, bad: BadInputLog, fp: str, progr
         decoded.unlink()
     np.save(tmp / "labels.npy", manifest.labels[keep])
     np.save(tmp / "splits.npy", codes[keep])
-    (tmp / "names.txt").write_text("\n".join(np.asarray(manifest.names, dtype=object)[keep]))
+    # ASCII JSON escapes everything (newlines, undecodable bytes kept by os.fsdecode as surrogates): any name
+    # comes back as it went in
+    (tmp / "names.json").write_text(json.dumps([str(n) for n in np.asarray(manifest.names, dtype=object)[keep]]),
+                                    encoding="ascii")
     if len(bad):
         bad.write(tmp / "skipped.csv")
     info = {"format": CACHE_FORMAT, "fingerprint": fp, "n": int(keep.sum()), "split_names": split_names,

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from fer.classes import CLASS_NAMES, IMAGE_SIZE, parse_label
-from fer.data.bad_input import BadInputLog
+from fer.data.bad_input import ROW_HINT, BadInputLog
+from fer.data.labels_csv import read_labels_csv
 from fer.data.manifest import (IMAGE_EXTENSIONS, UNLABELLED, FillReport, Manifest, file_fill, list_files,
                                require_dir, stat_identity)
 from fer.errors import DataError
@@ -91,7 +92,7 @@ class ChallengeSource:
         missing or its columns cannot be told apart (training says why)."""
         csv_path = Path(self.root).expanduser() / self.labels_csv
         try:
-            df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, nrows=200)
+            df = read_labels_csv(csv_path, nrows=200)
             return tuple(str(c) for c in self._columns(df, csv_path))  # type: ignore[return-value]
         except (OSError, ValueError, pd.errors.ParserError):  # DataError is a ValueError
             return None
@@ -125,12 +126,12 @@ class ChallengeSource:
         csv_path = root / self.labels_csv
         if not csv_path.is_file():
             raise DataError(f"label file not found: {csv_path} (data.source.labels_csv)")
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        df = read_labels_csv(csv_path)
         notes = []
         if not (self.image_column or self.label_column) and any(
                 str(c).strip().lower().endswith(tuple(IMAGE_EXTENSIONS)) for c in df.columns):
             # the first line is a data row, not a header (it names an image): read every line as data
-            df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, header=None)
+            df = read_labels_csv(csv_path, header=None)
             df.columns = [f"column {i + 1}" for i in range(df.shape[1])]
             notes.append(f"{csv_path.name} has no header row: its first line is read as data")
         if df.empty:
@@ -141,7 +142,7 @@ class ChallengeSource:
         if named != {True}:  # found by content or by position: say which, so a wrong guess is seen
             notes.append(f"{csv_path.name}: image names read from column {image_col!r}, labels from column "
                          f"{label_col!r} (set data.source.image_column / label_column to choose others)")
-        bad = BadInputLog("error")  # CSV problems are always errors: a wrong label file must not train quietly
+        bad = BadInputLog("error", hint=ROW_HINT)  # a wrong label file must not train quietly
         files = {e.name: e for e in list_files(train_dir)}
         seen: dict[str, int] = {}
         names, labels, paths, entries = [], [], [], []
@@ -203,7 +204,7 @@ class Fer2013CsvSource:
 
     def manifest(self) -> Manifest:
         path = self._path()
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = read_labels_csv(path)
         missing = {"emotion", "pixels", "Usage"} - set(df.columns)
         if missing:
             raise DataError(f"{path}: missing column(s) {sorted(missing)}; expected emotion,pixels,Usage")
@@ -211,7 +212,7 @@ class Fer2013CsvSource:
             raise DataError(f"{path}: no rows")
         names = [f"{path.name}:{row}" for row in range(2, len(df) + 2)]
         labels, splits = [], []
-        bad = BadInputLog("error")
+        bad = BadInputLog("error", hint=ROW_HINT)
         for where, emotion, usage in zip(names, df["emotion"], df["Usage"]):
             label = parse_label(emotion)
             if label is None:

@@ -26,9 +26,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        with open(tmp, "rb+") as fh:  # what the writer wrote is on disk before the name points at it
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """A finished temporary file becomes `path`: flushed to disk first (the name never points at data still in
+    flight), given a normal file's mode, then renamed over the target."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)

@@ -25,6 +25,7 @@ import numpy as np
 
 from fer.classes import CLASS_NAMES
 from fer.errors import DataError, UserError
+from fer.runtime.atomic import publish
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 _CAMERA = re.compile(r"camera:(\d+)")
@@ -240,7 +241,7 @@ class _AnnotatedVideo:
 
     def finish(self) -> None:
         self.writer.release()
-        os.replace(self.tmp, self.path)
+        publish(self.tmp, self.path)  # a video to share: 0666 less the umask, not mkstemp's 0600
 
     def abort(self) -> None:
         self.writer.release()

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
-from fer.cli import check_recipe_for, silence_library_noise
+from fer.cli import check_recipe_for, require_numbers, silence_library_noise
 from fer.errors import DataError, UserError
 from fer.tracking.plots import plot_reliability
 from fer.tracking.record import PARAM_COMMIT, PARAM_DEVICE, PARAM_MODEL, RunRecord
@@ -53,6 +53,16 @@ def load_resume_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     old.paths.output_dir = str(folder.path)
     old.resume = None
     return old, folder.last_checkpoint
+
+
+def instantiate_trainer(cfg: DictConfig, loggers: list) -> pl.Trainer:
+    """The Trainer with the config's callbacks, less those Lightning refuses in this setting."""
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if not loggers:  # LearningRateMonitor refuses to run without a logger; with logger=none it has nothing to do
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress bar callback then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
 
 def instantiate_model(cfg_model: DictConfig) -> pl.LightningModule:
@@ -92,10 +102,7 @@ _NUMERIC_KEYS = ("seed", "trainer.max_epochs", "trainer.min_epochs", "trainer.lo
 
 def validate_config(cfg: DictConfig) -> None:
     check_recipe_for(cfg, "train")
-    for key in _NUMERIC_KEYS:
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise UserError(f"{key}={value!r} is not a number")
+    require_numbers(cfg, _NUMERIC_KEYS)
 
 
 def _loggers(cfg: DictConfig, run_info: RunInfo | None, run_name: str) -> list:
@@ -132,12 +139,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     loggers = _loggers(cfg, run_info, f"{model_name}-{datamodule.name}-{time.strftime('%m%d-%H%M%S')}")
     mlflow_logger = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
     record = RunRecord.of_logger(mlflow_logger) if mlflow_logger is not None else None
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    if not loggers:  # LearningRateMonitor refuses to run without a logger; with logger=none it has nothing to do
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress bar callback then
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer = instantiate_trainer(cfg, loggers)
 
     if trainer.is_global_zero:  # other DDP ranks have no MLflow run of their own: they must not overwrite this
         if record is not None and not (run_info and run_info.mlflow_run_id):
