@@ -38,15 +38,18 @@ if not OmegaConf.has_resolver("fer.training_precision"):
 # warnings about choices fer makes on purpose (two checkpoint callbacks, bf16 model summaries, how torch.export
 # handles a CPU model, and the logged MLflow model: fer.tracking.served_model pickles a stateless class and checks
 # its own input, so its predict() has no type hints).
-_NOISE_LOGS = {"pytorch_lightning.utilities.rank_zero": ("litlogger",),
-               "lightning.pytorch.utilities.rank_zero": ("litlogger",),
+# "GPU available: False" and its TPU/HPU lines on a machine without them (with a GPU, the line says it is used).
+_NO_ACCELERATOR = ("GPU available: False", "TPU available: False", "HPU available: False")
+_NOISE_LOGS = {"pytorch_lightning.utilities.rank_zero": ("litlogger", *_NO_ACCELERATOR),
+               "lightning.pytorch.utilities.rank_zero": ("litlogger", *_NO_ACCELERATOR),
                "torch._export.non_strict_utils": ("Dim.AUTO",),
                "mlflow.pyfunc": ("Passing a Python object as `python_model`",)}
 # the ONNX exporter's optimiser reports each of its passes at INFO level ("Removed 84 unused nodes")
 _QUIET_LOGGERS = ("onnx_ir", "onnxscript")
 _NOISE_WARNINGS = ("No complete tensor found in the group", "is not supported by the model summary",
                    r"\.test\(ckpt_path=\"best\"\)` is called with Trainer configured with multiple",
-                   "Add type hints to the `predict` method")
+                   "Add type hints to the `predict` method",
+                   r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # inside Lightning, on every fit
 
 
 class _DropMessages(logging.Filter):

@@ -266,3 +266,24 @@ def test_optimizer_and_scheduler_choices_train(parts, tmp_path):
         assert schedulers[0]["total_steps"] == 10  # "auto": the Trainer's estimated stepping batches
     if "model/scheduler=cosine" in parts:
         assert schedulers[0]["T_max"] == 2
+
+
+def test_a_training_prints_no_library_noise(tmp_path, capfd, caplog):
+    """What a user cannot act on is not printed: v_num in the bar, Lightning's deprecation of its own pytree use,
+    "GPU available: False" on a CPU machine, the test metrics a second time (Lightning's table beside the results
+    line)."""
+    import logging
+    import warnings
+
+    fast = [o for o in FAST if o != "trainer.enable_progress_bar=false"]
+    cfg = compose_train(tmp_path, ["model=mlp", *mlflow_overrides(tmp_path), *fast,
+                                   "callbacks.progress_bar.refresh_rate=1"])
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        run_training(cfg)
+    out, err = capfd.readouterr()
+    shown = out + err + caplog.text + "\n".join(str(w.message) for w in caught)
+    assert "Epoch 0" in out + err, (out[-2000:], err[-2000:])  # the bar was drawn ...
+    for noise in ("v_num", "LeafSpec", "GPU available: False", "TPU available", "Test metric"):
+        assert noise not in shown, noise  # ... without these
+    assert '"test/acc"' in caplog.text  # the results line still reports the test split

@@ -177,7 +177,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     tested = bool(cfg.get("test") and datamodule.test_split)
     if tested:  # every rank takes part (a collective under DDP); rank 0 writes the reports
         # best checkpoint, never the last epoch: what we report is what model selection on val chose
-        test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
+        # verbose=False: Lightning's own table would repeat what the results line below prints
+        test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
         results.update({k: float(v) for k, v in (test_metrics[0] if test_metrics else {}).items()})
     if trainer.global_rank != 0:
         return results
