@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from fer.cli import exit_on_bad_choices, friendly_errors  # noqa: E402
+from fer.cli import exit_on_bad_command_line, friendly_errors  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    exit_on_bad_choices(Path(__file__).resolve().parent / "conf")  # a typo'd model=... is one line
+    exit_on_bad_command_line(Path(__file__).resolve().parent / "conf")  # typos and a bad FER_CACHE_DIR: one line
     main()
     # Everything is written (the CSV renamed into place) and reported by now. Interpreter shutdown with torch and
     # Lightning loaded spends ~1.5 s tearing modules down on this 2-core machine: flush and leave instead.

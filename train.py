@@ -11,7 +11,7 @@ os.environ.setdefault("FER_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from fer.cli import exit_on_bad_choices, friendly_errors  # noqa: E402
+from fer.cli import exit_on_bad_command_line, friendly_errors  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -25,5 +25,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    exit_on_bad_choices(Path(__file__).resolve().parent / "conf")  # a typo'd model=... is one line
+    exit_on_bad_command_line(Path(__file__).resolve().parent / "conf")  # typos and a bad FER_CACHE_DIR: one line
     main()

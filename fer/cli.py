@@ -133,10 +133,14 @@ def check_config_choices(argv: list[str], conf_dir: str | Path) -> None:
                 raise UserError(f"{key}={name}: no such {key}; choose one of {', '.join(choices)}")
 
 
-def exit_on_bad_choices(conf_dir: str | Path) -> None:
-    """For the scripts' entry points: check_config_choices on the command line, exit 2 with one line on a typo."""
+def exit_on_bad_command_line(conf_dir: str | Path) -> None:
+    """For the scripts' entry points, before Hydra: the command line's config choices and $FER_CACHE_DIR checked,
+    exit 2 with one line on a mistake."""
+    from fer.runtime.output_guard import env_cache_dir
+
     try:
         check_config_choices(sys.argv[1:], conf_dir)
+        env_cache_dir()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

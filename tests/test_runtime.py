@@ -246,3 +246,23 @@ def test_the_default_face_detector_needs_neither_the_haar_cascade_nor_scikit_ima
         FaceDetector("lbp")
     with pytest.raises(UserError, match="face_detector=haar: this OpenCV .* has no"):
         FaceDetector("haar")
+
+
+@pytest.mark.parametrize("entry", ["train.py", "predict.py", "export.py", "fer-classify"])
+def test_fer_cache_dir_pointing_at_a_file_is_one_line(entry, tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    afile = tmp_path / "not-a-folder"
+    afile.write_text("x")
+    expected = f"error: FER_CACHE_DIR={afile} is a file, not a folder: point it at a folder (made if missing)"
+    if entry == "fer-classify":
+        from fer.runtime.cli import main
+
+        monkeypatch.setenv("FER_CACHE_DIR", str(afile))
+        assert main([str(ASTRONAUT), "--output", str(tmp_path / "out.csv")]) == 2
+        assert capsys.readouterr().err.strip() == expected
+        return
+    proc = subprocess.run([sys.executable, str(ROOT / entry), "ckpt=pretrained"], capture_output=True, text=True,
+                          env={**os.environ, "FER_CACHE_DIR": str(afile)}, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == expected, proc.stderr

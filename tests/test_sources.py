@@ -273,3 +273,16 @@ def test_labels_csv_in_utf16_is_read_and_latin1_is_one_line(challenge_dataset: P
     csv_path.write_bytes(text.replace("Emotion", "Émotion").encode("latin-1"))
     with pytest.raises(DataError, match=r"challengeA_train.csv: not UTF-8 text \(it holds byte 0xc9"):
         ChallengeSource(str(challenge_dataset)).manifest()
+
+
+def test_a_file_larger_than_any_image_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """A 2 GB sparse file named .jpg: refused from its size (no 2 GB read into memory), naming the file."""
+    import fer.runtime.images as images
+    from fer.runtime.images import read_image
+
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as fh:
+        fh.truncate(2 * 2**30)  # sparse: takes no disk
+    monkeypatch.setattr(images.np, "fromfile", lambda *a, **k: pytest.fail("the file was read"))
+    with pytest.raises(DataError, match=r"huge.jpg: 2,147,483,648 bytes, larger than an image within the limit"):
+        read_image(huge)

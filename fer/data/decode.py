@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fer.runtime.images import DEFAULT_MAX_PIXELS, decode_bytes, to_gray48
+from fer.runtime.images import DEFAULT_MAX_PIXELS, decode_file, to_gray48
 
 
 @dataclass
@@ -36,7 +36,7 @@ def decode_files(paths: list[str], out: np.ndarray, desc: str = "decoding images
         errs: dict[int, str] = {}
         for i in range(start, min(start + chunk, n)):
             try:
-                img = decode_bytes(np.fromfile(paths[i], dtype=np.uint8), max_pixels)
+                img = decode_file(paths[i], max_pixels)
                 out[i], resized, color = to_gray48(img)
                 n_resized += resized
                 n_color += color

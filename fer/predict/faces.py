@@ -11,7 +11,7 @@ import numpy as np
 
 from fer.data.bad_input import BadInputLog
 from fer.runtime.faces import Box, FaceDetector, draw_faces
-from fer.runtime.images import DEFAULT_MAX_PIXELS, decode_bytes
+from fer.runtime.images import DEFAULT_MAX_PIXELS, decode_file
 from fer.errors import UserError
 
 @dataclass
@@ -43,7 +43,7 @@ def scan_photos(paths: list[str], detector: FaceDetector, on_bad_image: str = "e
         iterator = tqdm(paths, desc="detecting faces", unit="photo", mininterval=0.5)
     for path in iterator:
         try:
-            img = decode_bytes(np.fromfile(path, dtype=np.uint8), max_pixels)
+            img = decode_file(path, max_pixels)
         except (ValueError, OSError, cv2.error) as exc:
             bad.bad(path, str(exc))
             continue
@@ -65,7 +65,7 @@ def annotated_path(target: Path) -> Path:
 def annotate_photo(path: str, boxes: list[Box], probs: np.ndarray, out_path: Path) -> Path:
     """A copy of the photo with each face's box and predicted label (and probability) drawn on it, at out_path
     (from annotated_path)."""
-    img = draw_faces(decode_bytes(np.fromfile(path, dtype=np.uint8)), boxes, probs)
+    img = draw_faces(decode_file(path), boxes, probs)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         ok = cv2.imwrite(str(out_path), img)

@@ -4,6 +4,7 @@ the torch-free runtime owns it, and fer.data (the training cache) imports it fro
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -116,10 +117,24 @@ def to_gray_u8(img: np.ndarray) -> np.ndarray:
     return img
 
 
+# The largest file an image of max_pixels can be: 16-bit RGBA stored raw (8 bytes a pixel), plus room for metadata.
+_BYTES_PER_PIXEL, _METADATA_BYTES = 8, 16 * 2**20
+
+
+def decode_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """decode_bytes on a file's bytes; a file larger than any image of max_pixels could be (a 2 GB file named .jpg)
+    is refused from its size, before it is read into memory. ValueError / OSError as decode_bytes."""
+    size = os.path.getsize(path)
+    if size > max_pixels * _BYTES_PER_PIXEL + _METADATA_BYTES:
+        raise ValueError(f"{size:,} bytes, larger than an image within the limit of {max_pixels:,} pixels "
+                         "(max_image_pixels) can be; refused before reading")
+    return decode_bytes(np.fromfile(path, dtype=np.uint8), max_pixels)
+
+
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """One image file decoded as it is stored (gray, BGR or BGRA); DataError naming the file when it cannot be."""
     try:
-        return decode_bytes(np.fromfile(path, dtype=np.uint8), max_pixels)
+        return decode_file(path, max_pixels)
     except (ValueError, OSError, cv2.error) as exc:
         raise DataError(f"{path}: {exc}") from exc
 

@@ -17,10 +17,22 @@ from typing import Iterator
 from fer.errors import UserError
 
 
+def env_cache_dir() -> Path | None:
+    """$FER_CACHE_DIR (None when unset), checked: a path that exists and is not a folder is one line here, not a
+    FileExistsError from deep inside whatever first writes there."""
+    value = os.environ.get("FER_CACHE_DIR")
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"FER_CACHE_DIR={value} is a file, not a folder: point it at a folder (made if missing)")
+    return path
+
+
 def default_ledger() -> Path:
     """The runtime's ledger: in $FER_CACHE_DIR, as predict.py's (which defaults to the checkout's .cache/fer), else
     in the user's cache folder."""
-    return Path(os.environ.get("FER_CACHE_DIR") or Path.home() / ".cache" / "fer").expanduser() / "outputs.json"
+    return (env_cache_dir() or Path.home() / ".cache" / "fer") / "outputs.json"
 
 
 def _sha256(path: Path) -> str:
