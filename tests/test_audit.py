@@ -150,6 +150,60 @@ def test_find_duplicates_finds_exactly_what_was_planted(cache):
     assert (dup.near_distance <= 3).all()
 
 
+def _brute_force_near_pairs(x: np.ndarray, threshold: int) -> set[tuple[int, int, int]]:
+    """Every pair of hashable images within the threshold (smallest distance over the shifts, either way), exact
+    copies of each other excepted: O(n^2), as an independent reference. A copy takes the codes of the first image
+    with its bytes (the codes of identical images can differ in a bit: the float GEMM rounds a row by where it sits
+    in the batch; the finder codes a group once)."""
+    from fer.data.duplicates.hashes import pixel_std
+
+    hashed = np.flatnonzero(pixel_std(x) >= 2.0)
+    center, shifted = perceptual_hashes(x[hashed])
+    first_with: dict[bytes, int] = {}
+    like = np.array([first_with.setdefault(x[a].tobytes(), i) for i, a in enumerate(hashed)])
+    center, shifted = center[like], shifted[like]
+    codes = np.concatenate([center[:, None], shifted], axis=1)
+    out = set()
+    for i in range(len(hashed)):
+        for j in range(i + 1, len(hashed)):
+            a, b = hashed[i], hashed[j]
+            if like[i] == like[j]:  # exact copies of each other
+                continue
+            d = min(int(np.bitwise_count(center[i] ^ codes[j]).min()),
+                    int(np.bitwise_count(center[j] ^ codes[i]).min()))
+            if d <= threshold:
+                out.add((int(a), int(b), d))
+    return out
+
+
+def test_copies_get_their_original_pairs_and_are_searched_once():
+    """Exact copies are searched as one image and given its near pairs: the same pairs as a search of every image
+    (brute force here), while a group of 20,000 identical images costs one query, not 20,000^2 comparisons."""
+    import fer.data.duplicates.finder as finder
+
+    rng = np.random.default_rng(3)
+    base = [texture(rng) for _ in range(30)]
+    images = base + [shifted(base[i], 1, i % 2) for i in range(6)]  # near copies of 0-5
+    images += [images[i].copy() for i in (0, 0, 2, 31, 31, 31, 7)]  # exact copies: of originals and near copies
+    images += [np.zeros((48, 48), np.uint8)] * 2  # blank: not hashed
+    x = np.stack(images)[np.random.default_rng(0).permutation(len(images))]
+    dup = find_duplicates(x)
+    found = set(zip(dup.near_a.tolist(), dup.near_b.tolist(), dup.near_distance.tolist()))
+    assert found == _brute_force_near_pairs(x, dup.threshold) and len(found) > 6
+
+    queries = []
+    real = finder.hamming_pairs
+
+    def spy(q, refs, threshold):
+        queries.append(len(q))
+        return real(q, refs, threshold)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(finder, "hamming_pairs", spy)
+        same = find_duplicates(np.repeat(texture(rng)[None], 20_000, axis=0))
+    assert queries == [1] and len(same.near_a) == 0 and len(same.groups()) == 1
+
+
 def test_quality_flags_exactly_the_blank_images(cache):
     q = assess_quality(cache.images)
     assert _names(cache, q.indices[q.blank]) == PLANTED_BLANK

@@ -72,7 +72,15 @@ def find_duplicates(images: np.ndarray, indices: np.ndarray | None = None, thres
     std = pixel_std(x)
     hashed = np.flatnonzero(std >= min_std)
     dup.hashed[hashed] = True
+    # every image is coded (the codes' axes and medians are fitted on the whole set, copies included), but only
+    # one image per exact group is searched, and its pairs are given to every member of its group below: the pairs
+    # a search of every image finds, except that copies now always share their pairs (a copy's code could differ
+    # in a bit, the float GEMM rounding a row by its place in the batch). Searching every copy grew as n^2 in a
+    # big group (50,000 copies of one photo: killed at 21.7 GB).
     center, shifted = perceptual_hashes(x[hashed], max_shift)
+    rep_of = _representatives(group)
+    searched = rep_of[hashed] == hashed
+    reps, center, shifted = hashed[searched], center[searched], shifted[searched]
     seconds["phash"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     offsets = np.array([(0, 0)] + shift_offsets(max_shift), dtype=np.int64)
@@ -83,23 +91,50 @@ def find_duplicates(images: np.ndarray, indices: np.ndarray | None = None, thres
     img, k = qi // codes.shape[1], qi % codes.shape[1]
     shift = offsets[k]  # rj's image ~ img shifted by `shift`
     keep = img != rj
-    img, rj, dist, shift = img[keep], rj[keep], dist[keep], shift[keep]
-    a, b = hashed[img], hashed[rj]  # positions in x
+    a, b, dist, shift = _ordered(reps[img[keep]], reps[rj[keep]], dist[keep], shift[keep])
+    # one entry per pair of representatives: its smallest distance (then the smallest shift)
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, dist, shift = _expand_to_members(a[first], b[first], dist[first], shift[first], hashed, rep_of)
+    dup.near_a, dup.near_b = indices[a], indices[b]
+    dup.near_distance, dup.near_shift = dist, shift
+    seconds["near_pairs"] = time.perf_counter() - t0
+    return dup
+
+
+def _representatives(group: np.ndarray) -> np.ndarray:
+    """Per position: the first position of its exact group, or itself when it has no copy."""
+    rep_of = np.arange(len(group))
+    member = np.flatnonzero(group >= 0)
+    first_of_group = np.full(int(group.max(initial=-1)) + 1, len(group))
+    np.minimum.at(first_of_group, group[member], member)
+    rep_of[member] = first_of_group[group[member]]
+    return rep_of
+
+
+def _ordered(a, b, dist, shift):
+    """Pairs as a < b (the shift turned with them: b ~ a shifted by it), sorted by a, b, distance, |shift|, then
+    the shift itself: of two equally good shifts the same one is kept whatever order the pairs were found in."""
     swap = a > b
     a, b = np.where(swap, b, a), np.where(swap, a, b)
     shift = np.where(swap[:, None], -shift, shift)
-    # one entry per pair: its smallest distance (then the smallest shift)
-    order = np.lexsort((np.abs(shift).sum(1), dist, b, a))
-    a, b, dist, shift = a[order], b[order], dist[order], shift[order]
-    first = np.ones(len(a), bool)
-    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    a, b, dist, shift = a[first], b[first], dist[first], shift[first]
-    exact_pair = (group[a] >= 0) & (group[a] == group[b])
-    keep = ~exact_pair
-    dup.near_a, dup.near_b = indices[a[keep]], indices[b[keep]]
-    dup.near_distance, dup.near_shift = dist[keep], shift[keep]
-    seconds["near_pairs"] = time.perf_counter() - t0
-    return dup
+    order = np.lexsort((shift[:, 1], shift[:, 0], np.abs(shift).sum(1), dist, b, a))
+    return a[order], b[order], dist[order], shift[order]
+
+
+def _expand_to_members(a, b, dist, shift, hashed, rep_of):
+    """Each pair of representatives as the pairs of all their groups' members (same distance and shift: the
+    copies are identical), as a < b in (a, b) order."""
+    members = hashed[np.argsort(rep_of[hashed], kind="stable")]  # hashed positions, grouped by representative
+    keys = rep_of[members]
+    start_a, start_b = np.searchsorted(keys, a), np.searchsorted(keys, b)
+    n_a, n_b = np.searchsorted(keys, a, "right") - start_a, np.searchsorted(keys, b, "right") - start_b
+    sizes = n_a * n_b
+    pair = np.repeat(np.arange(len(a)), sizes)
+    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    ma = members[start_a[pair] + within // n_b[pair]]
+    mb = members[start_b[pair] + within % n_b[pair]]
+    return _ordered(ma, mb, dist[pair], shift[pair])
 
 
 def drop_train_duplicates(cache, idx: dict[str, np.ndarray], threshold: int = NEAR_THRESHOLD,

@@ -150,17 +150,18 @@ def _perceptual_hashes(images: np.ndarray, max_shift: int) -> tuple[np.ndarray, 
     # strongly correlated bits; on decorrelated bits, unrelated images collide only by chance.
     # The axes are fitted on every crop coded (central and shifted), which also keeps small sets full rank;
     # with fewer crops than 4x the dimensions the coefficients are used as they are.
-    k = coef.shape[-1]
-    crops = coef.reshape(-1, k)
-    if len(crops) >= 4 * k:
-        mean = crops.mean(axis=0, dtype=np.float64)
-        centred = crops - mean.astype(np.float32)
+    k, shape = coef.shape[-1], coef.shape
+    if coef.size >= 4 * k * k:
+        mean = coef.reshape(-1, k).mean(axis=0, dtype=np.float64)
+        centred = coef.reshape(-1, k) - mean.astype(np.float32)
+        del coef  # one array of this size at a time: they are the audit's largest (50,000 images: 180 MB each)
         _, axes = np.linalg.eigh((centred.T @ centred).astype(np.float64))
         axes = axes[:, ::-1]  # largest variance first
         # an eigenvector's sign is LAPACK's choice: fix it (largest component positive), so that an image exactly
         # at an axis' median gets the same bit whatever the library returns
         axes = (axes * np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(k)])).astype(np.float32)
-        proj = ((coef - mean.astype(np.float32)).reshape(-1, k) @ axes).reshape(coef.shape)  # one GEMM
+        proj = (centred @ axes).reshape(shape)  # one GEMM on the centred coefficients
+        del centred
     else:
         proj = coef
     thresholds = np.median(proj[:, 0], axis=0)
