@@ -601,3 +601,30 @@ def test_a_word_where_a_number_belongs_is_one_line(setting, work):
     key, value = setting.split("=")
     with pytest.raises(UserError, match=f"^{key}='{value}' is not a number$"):
         predict(work, work / "any.ckpt", setting)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("huge", r"its config asks for a cnn of 7,827,654,471 parameters, more than any model of fer \(200,000,000\)"),
+    ("unknown setting", r"its config does not build a mlp model \(TypeError: .*unexpected keyword argument 'nope'"),
+    ("ill-typed setting", r"its config does not build a mlp model"),
+    ("list of settings", r"damaged checkpoint \(hyper_parameters and state_dict must be mappings; got list and "),
+    ("state_dict a string", r"damaged checkpoint .* got dict and str\)"),
+])
+def test_malformed_checkpoint_config_is_one_line_before_anything_is_built(case, message, fast_ckpt, tmp_path):
+    """A 2 KB checkpoint can ask for a model of gigabytes, or for settings its model does not have: refused in one
+    line naming the file, the size counted on the meta device (nothing allocated)."""
+    import torch
+
+    from fer.models.loading import load_model
+
+    ckpt = torch.load(fast_ckpt, map_location="cpu", weights_only=True)
+    hp = dict(ckpt["hyper_parameters"])
+    bad = {"huge": {"fer_model": "cnn", "hyper_parameters": {"channels": [4096] * 4, "fc": [200000]}},
+           "unknown setting": {"hyper_parameters": {**hp, "nope": 3}},
+           "ill-typed setting": {"hyper_parameters": {**hp, "hidden": "wide"}},
+           "list of settings": {"hyper_parameters": list(hp)},
+           "state_dict a string": {"state_dict": "x"}}[case]
+    path = tmp_path / "bad.ckpt"
+    torch.save({**ckpt, **bad}, path)
+    with pytest.raises(UserError, match=f"^{path}: {message}"):
+        load_model(path)

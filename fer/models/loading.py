@@ -53,11 +53,36 @@ def model_class(checkpoint: dict, path: str | Path = "") -> type[FERClassifier]:
     return cls
 
 
+# No model of this project comes near it (resnet34, the largest offered, has 21M parameters); a checkpoint
+# whose config asks for more (2 KB of config can ask for gigabytes) is refused before anything is allocated.
+MAX_PARAMETERS = 200_000_000
+
+
+def _build(cls: type[FERClassifier], checkpoint: dict, path: str | Path) -> FERClassifier:
+    """The model its checkpoint's config describes: the config's types checked, its size counted on the meta
+    device (no memory) and bounded, then built. One line naming the file for anything wrong."""
+    hparams = checkpoint.get("hyper_parameters", {})
+    if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"{path}: damaged checkpoint (hyper_parameters and state_dict must be mappings; got "
+                        f"{type(hparams).__name__} and {type(checkpoint.get('state_dict')).__name__})")
+    kwargs = cls.inference_kwargs(hparams)
+    try:
+        with torch.device("meta"):
+            size = sum(p.numel() for p in cls(**kwargs).parameters())
+    except (TypeError, ValueError, KeyError, RuntimeError, UserError) as exc:
+        raise UserError(f"{path}: its config does not build a {cls.model_name} model "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if size > MAX_PARAMETERS:
+        raise UserError(f"{path}: its config asks for a {cls.model_name} of {size:,} parameters, more than any "
+                        f"model of fer ({MAX_PARAMETERS:,}); refused before building it")
+    return cls(**kwargs)
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> FERClassifier:
     """The model in eval mode, rebuilt from its own saved hyper-parameters."""
     checkpoint = read_checkpoint(path)
     cls = model_class(checkpoint, path)
-    model = cls(**cls.inference_kwargs(checkpoint.get("hyper_parameters", {})))
+    model = _build(cls, checkpoint, path)
     try:
         model.on_load_checkpoint(checkpoint)
     except UserError as exc:  # e.g. a model-specific part that is refused: say which file
