@@ -266,3 +266,51 @@ def test_fer_cache_dir_pointing_at_a_file_is_one_line(entry, tmp_path, monkeypat
     proc = subprocess.run([sys.executable, str(ROOT / entry), "ckpt=pretrained"], capture_output=True, text=True,
                           env={**os.environ, "FER_CACHE_DIR": str(afile)}, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == expected, proc.stderr
+
+
+@pytest.mark.parametrize("case,message", [
+    ("three outputs", r"its output is \[.*\], not one float \[N,7\] array of probabilities"),
+    ("ten classes", r"its output is \[.*\], not one float \[N,7\] array of probabilities"),
+    ("fails at run time", r"the model failed on a batch of 2 face\(s\)"),
+    ("wrong rows", r"the model returned an array of shape \(1, 7\) for 2 face\(s\)"),
+])
+def test_a_graph_that_does_not_give_probabilities_is_one_line(case, message, tmp_path):
+    """A file with fer's metadata whose graph has other outputs, or fails or answers wrongly at run time: one line
+    naming the file (at loading where its declared outputs show it, else at the first prediction)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from fer.runtime import ExpressionModel
+    from fer.runtime.bundled import model_path
+
+    meta = {p.key: p.value for p in onnx.load(str(model_path(None)), load_external_data=False).metadata_props}
+    x = helper.make_tensor_value_info("x", TensorProto.UINT8, ["n", 48, 48])
+
+    def out(name, dims):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+    def const(name, values):
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64,
+                                                                                   [len(values)], values))
+
+    cast = helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT)
+    nodes, outputs = {
+        "three outputs": ([cast, helper.make_node("Identity", ["f"], ["a"]), helper.make_node("Identity", ["f"], ["b"]),
+                           helper.make_node("Identity", ["f"], ["c"])], [out(n, ["n", 48, 48]) for n in "abc"]),
+        "ten classes": ([cast, const("s", [-1, 2304]), helper.make_node("Reshape", ["f", "s"], ["r"]),
+                         const("st", [0]), const("en", [10]), const("ax", [1]),
+                         helper.make_node("Slice", ["r", "st", "en", "ax"], ["y"])], [out("y", ["n", 10])]),
+        "fails at run time": ([cast, const("s", [-1, 7]), helper.make_node("Reshape", ["f", "s"], ["y"])],
+                              [out("y", ["n", 7])]),
+        "wrong rows": ([cast, const("s", [-1, 2304]), helper.make_node("Reshape", ["f", "s"], ["r"]),
+                        const("st", [0, 0]), const("en", [1, 7]), const("ax", [0, 1]),
+                        helper.make_node("Slice", ["r", "st", "en", "ax"], ["y"])], [out("y", ["m", 7])]),
+    }[case]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], outputs),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, meta)
+    path = tmp_path / "odd.onnx"
+    onnx.save(model, str(path))
+    faces = np.zeros((2, 48, 48), np.uint8)
+    with pytest.raises(UserError, match=f"^{path}: {message}"):
+        ExpressionModel(path).predict_proba(faces)

@@ -79,6 +79,11 @@ class ExpressionModel:
                             f"uint8 [N,{self.info.input_size},{self.info.input_size}] batch as its metadata says")
         self._input = inputs[0].name
         self.class_names: tuple[str, ...] = self.info.class_names
+        outputs = self.session.get_outputs()
+        if len(outputs) != 1 or outputs[0].type != "tensor(float)" or len(outputs[0].shape) != 2 or (
+                isinstance(outputs[0].shape[1], int) and outputs[0].shape[1] != len(self.class_names)):
+            raise UserError(f"{self.path}: its output is {[(o.name, o.type, o.shape) for o in outputs]}, not one "
+                            f"float [N,{len(self.class_names)}] array of probabilities as its metadata says")
         self.val_split_record = self.info.val_split  # what ensembles check before fitting weights on val
         self._detector = None
         if self.info.synthetic:
@@ -145,7 +150,15 @@ class ExpressionModel:
         return out
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._input: np.ascontiguousarray(batch)})[0]
+        try:
+            out = self.session.run(None, {self._input: np.ascontiguousarray(batch)})[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own kinds when a graph fails
+            raise UserError(f"{self.path}: the model failed on a batch of {len(batch)} face(s) "
+                            f"({str(exc).splitlines()[0][:200]})") from exc
+        if out.shape != (len(batch), len(self.class_names)):
+            raise UserError(f"{self.path}: the model returned an array of shape {out.shape} for {len(batch)} "
+                            f"face(s), not [{len(batch)},{len(self.class_names)}] probabilities")
+        return out
 
     __call__ = predict_proba
 
