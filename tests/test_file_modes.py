@@ -40,3 +40,15 @@ def test_annotated_video_gets_0644(tmp_path, umask_022):
     out = tmp_path / "annotated.mp4"
     rows = list(classify_video(lambda crops: np.full((len(crops), 7), 1 / 7), str(clip), annotate=out))
     assert rows and out.is_file() and _mode(out) == 0o644
+
+
+def test_a_folder_is_never_an_output_even_with_overwrite(tmp_path):
+    """export.py output=FOLDER overwrite=true once ended in IsADirectoryError from the final rename."""
+    from fer.errors import UserError
+    from fer.runtime.output_guard import OutputGuard
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match=f"^output={folder} is a folder; give a file name$"):
+            OutputGuard(tmp_path / "outputs.json", overwrite).check(folder)

@@ -65,10 +65,10 @@ class OutputGuard:
     def check(self, path: Path, setting: str = "output") -> None:
         """Refuse (one line) to replace an existing file that is not an unchanged output of ours."""
         path = Path(path).expanduser().resolve()
+        if path.is_dir():  # overwrite=true replaces files, never a folder
+            raise UserError(f"{setting}={path} is a folder; give a file name")
         if not path.exists() or self.overwrite:
             return
-        if path.is_dir():
-            raise UserError(f"{setting}={path} is a folder; give a file name")
         with self._locked() as entries:
             if entries.get(str(path)) == _sha256(path):
                 return
