@@ -16,7 +16,8 @@ from fer.data.augment import to_unit_float
 from fer.models.loading import load_model
 from fer.training import run_training
 
-from helpers import FAST, MODEL_NAMES, ROOT, SMALL, compose_train, mlflow_overrides, nll, score_test_split
+from helpers import (FAST, MODEL_NAMES, ROOT, SMALL, compose_train, mlflow_overrides, nll, score_test_split,
+                     untrained_checkpoint)
 
 
 def _predict(model, x: torch.Tensor) -> np.ndarray:
@@ -287,3 +288,34 @@ def test_a_training_prints_no_library_noise(tmp_path, capfd, caplog):
     for noise in ("v_num", "LeafSpec", "GPU available: False", "TPU available", "Test metric"):
         assert noise not in shown, noise  # ... without these
     assert '"test/acc"' in caplog.text  # the results line still reports the test split
+
+
+@pytest.mark.parametrize("last", ["truncated", "pickle", "another model"])
+def test_resume_refuses_a_last_checkpoint_it_cannot_continue(last, tmp_path):
+    """resume= with a last.ckpt cut short, written by plain pickle, or holding another model than the run's config
+    (edited by hand): one line naming the run, before Lightning starts restoring."""
+    import pickle
+
+    from omegaconf import OmegaConf
+
+    from fer.errors import DataError
+
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    cfg = compose_train(tmp_path / "cfg", ["model=mlp", "logger=none", *FAST])
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if last == "truncated":
+        data = untrained_checkpoint(tmp_path / "whole.ckpt", "mlp").read_bytes()
+        ckpt.parent.mkdir()
+        ckpt.write_bytes(data[: len(data) // 2])
+        message = "cannot read checkpoint|is not a PyTorch checkpoint"
+    elif last == "pickle":
+        ckpt.parent.mkdir()
+        ckpt.write_bytes(pickle.dumps({"state_dict": {}, "fer_model": "mlp"}))
+        message = "is not a PyTorch checkpoint"
+    else:
+        untrained_checkpoint(ckpt, "cnn", SMALL["cnn"])
+        message = r"last.ckpt holds a cnn model but the run's config asks for MLP .*was .hydra/config.yaml edited"
+    with pytest.raises(DataError, match=f"^resume={run_dir}: .*({message})"):
+        run_training(compose_train(tmp_path / "again", [f"resume={run_dir}", "logger=none"]))

@@ -50,9 +50,27 @@ def load_resume_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     if not folder.last_checkpoint.is_file():
         raise DataError(f"resume={cfg.resume}: no checkpoints/last.ckpt in it; nothing to resume from")
     old = OmegaConf.load(saved)
+    _check_resumable(folder.last_checkpoint, old, cfg.resume)
     old.paths.output_dir = str(folder.path)
     old.resume = None
     return old, folder.last_checkpoint
+
+
+def _check_resumable(last: Path, cfg: DictConfig, given: str) -> None:
+    """last.ckpt is read as predict.py reads checkpoints (a zip of tensors: a truncated file or a pickle is
+    refused without running it) and holds the model the run's config builds: one line otherwise, before Lightning
+    would fail inside its restore."""
+    from fer.models.loading import model_class, read_checkpoint
+
+    try:
+        checkpoint = read_checkpoint(last)
+        saved = model_class(checkpoint, last)
+    except UserError as exc:
+        raise DataError(f"resume={given}: {exc}") from exc
+    wanted = hydra.utils.get_class(cfg.model._target_)
+    if saved is not wanted:
+        raise DataError(f"resume={given}: {last.name} holds a {saved.model_name} model but the run's config "
+                        f"asks for {wanted.__name__} ({cfg.model._target_}): was .hydra/config.yaml edited?")
 
 
 def instantiate_trainer(cfg: DictConfig, loggers: list) -> pl.Trainer:
