@@ -319,3 +319,26 @@ def test_resume_refuses_a_last_checkpoint_it_cannot_continue(last, tmp_path):
         message = r"last.ckpt holds a cnn model but the run's config asks for MLP .*was .hydra/config.yaml edited"
     with pytest.raises(DataError, match=f"^resume={run_dir}: .*({message})"):
         run_training(compose_train(tmp_path / "again", [f"resume={run_dir}", "logger=none"]))
+
+
+def test_mlflow_says_finished_only_when_the_run_finished(tmp_path, monkeypatch):
+    """Lightning ended the MLflow run as FINISHED when fit() returned, before calibration and the test: a run that
+    broke (or was killed) there looked complete. Now it is FAILED (or stays RUNNING after a kill -9), and
+    ckpt=best names its folder to resume."""
+    import fer.training as training
+    from fer.errors import UserError
+    from fer.predict.resolve import resolve_checkpoint
+    from mlflow.tracking import MlflowClient
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("calibration broke")
+
+    monkeypatch.setattr(training, "calibrate_checkpoint", broken)
+    cfg = compose_train(tmp_path, ["model=mlp", *FAST, *mlflow_overrides(tmp_path)])
+    with pytest.raises(RuntimeError, match="calibration broke"):
+        run_training(cfg)
+    client = MlflowClient(cfg.logger.mlflow.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.experiment_name).experiment_id])
+    assert run.info.status == "FAILED" and "test/acc" not in run.data.metrics
+    with pytest.raises(UserError, match=f"did not finish; resume it with python train.py resume={cfg.paths.output_dir}"):
+        resolve_checkpoint("best", cfg.logger.mlflow.tracking_uri, cfg.experiment_name, tmp_path / "dl")

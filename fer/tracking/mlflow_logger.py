@@ -74,9 +74,17 @@ def make_mlflow_logger(experiment_name: str, tracking_uri: str, run_name: str | 
     """The Lightning logger of a run (conf/logger/mlflow.yaml), in an experiment that opens as a runs table."""
     from pytorch_lightning.loggers import MLFlowLogger  # here, not at the top: predict.py resolves runs without it
 
+    class RunLogger(MLFlowLogger):
+        """Lightning ends the MLflow run as FINISHED when fit() returns; fer still calibrates, tests and logs after
+        that, and ends the run itself (RunRecord.end). A failure inside fit is still ended here, as FAILED."""
+
+        def finalize(self, status: str = "success") -> None:
+            if status != "success":
+                super().finalize(status)
+
     ensure_experiment(experiment_name, tracking_uri, artifact_location)
-    return MLFlowLogger(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
-                        run_id=run_id, log_model=False)
+    return RunLogger(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
+                     run_id=run_id, log_model=False)
 
 
 def retry(fn, *args, attempts: int = 5, **kwargs):

@@ -69,6 +69,10 @@ class RunRecord:
     def _call(self, method: str, *args: Any) -> Any:
         return retry(getattr(self.client, method), self.run_id, *args)
 
+    def end(self, status: str) -> None:
+        """The run's final status: FINISHED once everything after the fit is done too, FAILED if it broke."""
+        self._call("set_terminated", status)
+
     def params(self) -> dict[str, str]:
         return dict(self._call("get_run").data.params)
 

@@ -169,6 +169,20 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("audit") and trainer.is_global_zero:  # data audit report (fer.audit) before training
         _audit(cfg, datamodule, folder, record)
 
+    try:
+        results = _fit_and_report(cfg, trainer, model, datamodule, folder, record, ckpt_path)
+    except BaseException:
+        if record is not None and trainer.is_global_zero:
+            record.end("FAILED")  # calibration, test or reports did not finish: the store must not say FINISHED
+        raise
+    if record is not None and trainer.is_global_zero and not trainer.interrupted:
+        record.end("FINISHED")  # only now: a run killed during calibration or the test stays RUNNING
+    return results
+
+
+def _fit_and_report(cfg: DictConfig, trainer: pl.Trainer, model: pl.LightningModule, datamodule, folder: RunFolder,
+                    record: RunRecord | None, ckpt_path: str | None) -> dict[str, float]:
+    """Fit, calibrate the best checkpoint, test it, write the reports and the MLflow record."""
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - started
