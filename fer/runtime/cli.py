@@ -15,14 +15,16 @@ give the same file.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from fer.errors import DataError, UserError
-from fer.runtime.faces import DETECTORS
+from fer.runtime.faces import DETECTORS, FaceDetector
 from fer.runtime.table import IMAGE_COLUMNS, LABEL_FORMATS
 
 MODES = ("auto", "crops", "faces")
@@ -40,7 +42,7 @@ class Scan:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _scan(model, detector, files: list[Path], mode: str, skip_bad: bool) -> Scan:
+def _scan(model, detector: Callable[[], FaceDetector], files: list[Path], mode: str, skip_bad: bool) -> Scan:
     from fer.runtime.images import read_image
 
     scan = Scan()
@@ -56,7 +58,7 @@ def _scan(model, detector, files: list[Path], mode: str, skip_bad: bool) -> Scan
         if whole:
             boxes, crops = [(0, 0, img.shape[1], img.shape[0])], [model.faces_array([img])[0]]  # any bit depth, as decoded
         else:
-            boxes, found = detector.faces(img)
+            boxes, found = detector().faces(img)
             crops = list(found)
         scan.files.append(path)
         scan.boxes.append(boxes)
@@ -115,14 +117,13 @@ def _classify(args: argparse.Namespace) -> int:
     guard.check(output)  # before the model is loaded: a refused output costs nothing
     from fer.runtime import ExpressionModel
 
-    from fer.runtime.faces import FaceDetector
-
     model = ExpressionModel(args.model, args.threads)
-    detector = FaceDetector(args.detector, upscale=args.upscale, threads=args.threads)
+    # opened on first use: a folder of face crops never pays for the detector's session (~60 ms)
+    detector = functools.cache(lambda: FaceDetector(args.detector, upscale=args.upscale, threads=args.threads))
     summary = ""
     if len(args.inputs) == 1 and is_video(args.inputs[0]):
         rows = list(classify_video(lambda crops: model.predict_proba(crops, tta=args.tta), args.inputs[0],
-                                   args.every, args.fps, detector))
+                                   args.every, args.fps, detector()))
         header, table = video_table(rows, args.labels, args.probabilities)
         summary = f"{len(rows)} faces in the sampled frames"
     else:
