@@ -25,5 +25,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    exit_on_bad_command_line(Path(__file__).resolve().parent / "conf")  # typos and a bad FER_CACHE_DIR: one line
+    # typos, a bad FER_CACHE_DIR and a missing data folder: one line, before Hydra makes a run folder
+    exit_on_bad_command_line(Path(__file__).resolve().parent / "conf", "train")
     main()

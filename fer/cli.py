@@ -115,6 +115,33 @@ def require_numbers(cfg, keys: tuple[str, ...]) -> None:
             raise UserError(f"{key}={value!r} is not a number")
 
 
+def require_data_root(cfg) -> None:
+    """The data source's folder exists (data.root; a typo or a default that is not there): one line before anything
+    is created for the run (its MLflow run, its checkpoints), not a failure once training starts."""
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.select(cfg, "data.source.root", default=None)
+    if root is not None and not Path(str(root)).expanduser().is_dir():
+        raise UserError(f"data.root={root}: no such folder (where data={OmegaConf.select(cfg, 'data.name')} is "
+                        "read from); set data.root=PATH to the folder that holds your data")
+
+
+def _composed(argv: list[str], conf_dir: Path, config_name: str):
+    """The config the script is about to run, composed as Hydra will (None for --multirun, --cfg and the like,
+    which Hydra handles itself, and for a command line Hydra will refuse with its own message)."""
+    if any(arg.startswith("-") for arg in argv):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            return compose(config_name, overrides=argv)
+    except (HydraException, OmegaConfBaseException):
+        return None
+
+
 def check_config_choices(argv: list[str], conf_dir: str | Path) -> None:
     """`group=name` overrides (model=cnn_dep, data=fer2014, model/optimizer=sgdd) checked against the files of
     conf/<group>/ before Hydra composes: one line with the real choices instead of Hydra's page of search paths,
@@ -133,14 +160,18 @@ def check_config_choices(argv: list[str], conf_dir: str | Path) -> None:
                 raise UserError(f"{key}={name}: no such {key}; choose one of {', '.join(choices)}")
 
 
-def exit_on_bad_command_line(conf_dir: str | Path) -> None:
-    """For the scripts' entry points, before Hydra: the command line's config choices and $FER_CACHE_DIR checked,
-    exit 2 with one line on a mistake."""
+def exit_on_bad_command_line(conf_dir: str | Path, config_name: str | None = None) -> None:
+    """For the scripts' entry points, before Hydra (which makes the run folder first): the command line's config
+    choices and $FER_CACHE_DIR checked, and with `config_name` the composed config's data folder; exit 2 with one
+    line on a mistake."""
     from fer.runtime.output_guard import env_cache_dir
 
     try:
         check_config_choices(sys.argv[1:], conf_dir)
         env_cache_dir()
+        cfg = _composed(sys.argv[1:], Path(conf_dir), config_name) if config_name else None
+        if cfg is not None and not cfg.get("resume"):
+            require_data_root(cfg)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -259,3 +259,66 @@ def test_predict_with_the_onnx_file_writes_the_checkpoints_csv(trained, work, tt
     assert a.accuracy == b.accuracy and a.ece == pytest.approx(b.ece, abs=1e-3)
     mixed = predict(f"[{ckpt},{onnx_file}]", work / "mixed.csv")  # an ensemble of both kinds
     np.testing.assert_allclose(mixed.probs, a.probs, atol=1e-4)
+
+
+def test_concurrent_exports_to_one_path_each_describe_their_own_file(trained, work, tmp_path, monkeypatch):
+    """Two runs exporting to the same output= both succeed, one after the other: what each records after writing
+    (metadata, measured accuracy, its MLflow artifact) is its own model, never the file the other run wrote
+    meanwhile. The second run is started while the first holds its written file, and the first looks again once
+    the second is either waiting or done."""
+    import logging
+    import threading
+    import time
+
+    import fer.export.app as app
+    from fer.export.app import run_export
+    from fer.runtime import ExpressionModel
+
+    output = tmp_path / "shared.onnx"
+    first, second = trained("mlp"), untrained_checkpoint(work / "mlp_b" / "untrained.ckpt", "mlp",
+                                                         [f"paths.cache_dir={work / 'cache'}"], temperature=2.0)
+
+    def cfg_for(ckpt):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("export", overrides=[f"ckpt={ckpt}", f"paths.cache_dir={work / 'cache'}", "progress=false",
+                                                f"tracking_uri=sqlite:///{work / 'none.db'}", f"output={output}",
+                                                *DATA])
+
+    cfgs = {first: cfg_for(first), second: cfg_for(second)}
+    waiting, second_done, seen = threading.Event(), threading.Event(), {}
+
+    class Waiting(logging.Handler):
+        def emit(self, record):
+            if "waiting for another fer run" in record.getMessage():
+                waiting.set()
+
+    handler = Waiting()
+    logging.getLogger("fer.runtime.output_guard").addHandler(handler)
+    real = app._write_and_measure
+
+    def second_run():
+        try:
+            run_export(cfgs[second])
+        finally:
+            second_done.set()
+
+    def write_and_measure(cfg, model, resolved, *rest):
+        result = real(cfg, model, resolved, *rest)
+        if resolved.path == first:
+            thread = threading.Thread(target=second_run)
+            thread.start()
+            deadline = time.monotonic() + 120
+            while not (waiting.is_set() or second_done.is_set()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen["first"] = ExpressionModel(output).info.source_checkpoint
+            seen["thread"] = thread
+        return result
+
+    monkeypatch.setattr(app, "_write_and_measure", write_and_measure)
+    try:
+        run_export(cfgs[first])
+        seen["thread"].join(120)
+    finally:
+        logging.getLogger("fer.runtime.output_guard").removeHandler(handler)
+    assert Path(seen["first"]) == first
+    assert second_done.is_set() and Path(ExpressionModel(output).info.source_checkpoint) == second

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,11 @@ def test_resume_needs_last_checkpoint_and_survives_a_lost_run_info(tmp_path, cap
 
     (run_dir / ".hydra").mkdir()  # what train.py's Hydra writes: the composed config
     OmegaConf.save(compose_train(tmp_path, [*common, "trainer.max_epochs=2"]), run_dir / ".hydra" / "config.yaml")
+    from fer.errors import DataError
+
+    with pytest.raises(DataError, match="this run finished .*nothing to resume"):  # its test would be logged twice
+        run_training(compose_train(tmp_path / "other", [f"resume={run_dir}", "logger=none"]))
+    (run_dir / "results.json").unlink()  # as if killed before its end
     # no run_info.json (deleted, or a folder copied without it): a new MLflow run, with its params and config
     (run_dir / "run_info.json").unlink()
     with caplog.at_level("WARNING"):
@@ -184,8 +190,6 @@ def test_resume_needs_last_checkpoint_and_survives_a_lost_run_info(tmp_path, cap
     assert json.loads((run_dir / "run_info.json").read_text())["mlflow_run_id"] == newest.info.run_id
     # no last.ckpt: nothing to resume from, said in one line
     (run_dir / "checkpoints" / "last.ckpt").unlink()
-    from fer.errors import DataError
-
     with pytest.raises(DataError, match="no checkpoints/last.ckpt in it"):
         run_training(compose_train(tmp_path / "again", [f"resume={run_dir}", "logger=none"]))
 
@@ -230,12 +234,14 @@ def test_ddp_two_cpu_processes(tmp_path):
     (["model=_base"], "model=_base: no such model", 2),
     (["model.dropuot=0.1"], "Could not override 'model.dropuot'", 1),  # Hydra's own message (exit code 1)
     (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' is not a number", 2),
-    (["data=fer2013", "data.root=/nonexistent/fer"], "data folder not found: /nonexistent/fer", 2),
+    (["data=fer2013", "data.root=/nonexistent/fer"], "data.root=/nonexistent/fer: no such folder", 2),
+    (["data=fer2013"], "/data/fer2013: no such folder", 2),  # the default root, not there
     (["resume=/nonexistent/run"], "resume=/nonexistent/run", 2),
 ])
 def test_cli_mistakes_give_one_clear_message(args, message, code, tmp_path):
+    run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "logger=none",
-                           f"hydra.run.dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"],
+                           f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -244,10 +250,10 @@ def test_cli_mistakes_give_one_clear_message(args, message, code, tmp_path):
         errors = [line for line in proc.stderr.splitlines() if line.strip()]
         assert errors == [f"error: {errors[0][len('error: '):]}"] and message in errors[0], proc.stderr
         assert message not in proc.stdout
-        if "no such" in message:  # found before Hydra composes: no run folder, no log
-            assert not (tmp_path / "train.log").exists()
+        if "no such" in message:  # found before Hydra makes the run folder: no folder, no log
+            assert not run_dir.exists()
         else:
-            assert message in (tmp_path / "train.log").read_text()  # and the run's log file keeps it
+            assert message in (run_dir / "train.log").read_text()  # and the run's log file keeps it
 
 
 @pytest.mark.parametrize("parts", [["model/optimizer=sgd", "model/scheduler=onecycle"],
@@ -285,8 +291,10 @@ def test_a_training_prints_no_library_noise(tmp_path, capfd, caplog):
     out, err = capfd.readouterr()
     shown = out + err + caplog.text + "\n".join(str(w.message) for w in caught)
     assert "Epoch 0" in out + err, (out[-2000:], err[-2000:])  # the bar was drawn ...
-    for noise in ("v_num", "LeafSpec", "GPU available: False", "TPU available", "Test metric"):
+    for noise in ("v_num", "LeafSpec", "GPU available: False", "TPU available", "Test metric", "Total Flops",
+                  "| Name"):
         assert noise not in shown, noise  # ... without these
+    assert re.search(r"model mlp: [\d.]+ M parameters, [\d.]+ MFLOPs per face", caplog.text)  # one line instead
     assert '"test/acc"' in caplog.text  # the results line still reports the test split
 
 
@@ -342,3 +350,16 @@ def test_mlflow_says_finished_only_when_the_run_finished(tmp_path, monkeypatch):
     assert run.info.status == "FAILED" and "test/acc" not in run.data.metrics
     with pytest.raises(UserError, match=f"did not finish; resume it with python train.py resume={cfg.paths.output_dir}"):
         resolve_checkpoint("best", cfg.logger.mlflow.tracking_uri, cfg.experiment_name, tmp_path / "dl")
+
+
+def test_a_missing_data_folder_is_found_before_the_run_exists(tmp_path):
+    """run_training (the API; train.py checks before Hydra too): the data folder is checked before the run folder,
+    the MLflow run or anything else of the run is made."""
+    from fer.errors import UserError
+    from helpers import mlflow_overrides
+
+    cfg = compose_train(tmp_path, ["data=fer2013", f"data.root={tmp_path / 'nope'}", *mlflow_overrides(tmp_path)])
+    with pytest.raises(UserError, match=f"data.root={tmp_path / 'nope'}: no such folder"):
+        run_training(cfg)
+    assert not Path(cfg.paths.output_dir).exists()
+    assert not list(tmp_path.rglob("*.db"))  # no MLflow store, so no FAILED run in it

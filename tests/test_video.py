@@ -169,3 +169,13 @@ def test_runtime_video_api_and_tracker(clip, tmp_path):
     assert tracker.update([(1, 1, 10, 10)], 2)[0].id == a  # overlapping: the same face
     assert tracker.update([(50, 50, 10, 10)], 3)[0].id != a  # elsewhere: a new face
     assert tracker.update([(1, 1, 10, 10)], 5)[0].id != a  # the first track expired after missing 2 frames
+
+
+def test_a_missing_camera_is_fers_line_alone(capfd):
+    """OpenCV's own log lines (V4L2 "can't open camera by index", "Camera index out of range") are not shown
+    before fer's: they come from C++ straight to the file descriptor, so this reads fd 2."""
+    from fer.runtime.video import VideoSource
+
+    with pytest.raises(DataError, match="camera:7: no camera at index 7"):
+        VideoSource("camera:7")
+    assert capfd.readouterr().err == ""

@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from fer.classes import IMAGE_SIZE
-from fer.data import cache_guard
+from fer.data import cache_disk, cache_guard
 from fer.data.bad_input import BadInputLog
 from fer.runtime.images import DEFAULT_MAX_PIXELS
 from fer.data.manifest import Manifest
 from fer.errors import DataError
+from fer.runtime.atomic import reporting_target_faults
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class ImageCache:
 def _write_entry(manifest: Manifest, tmp: Path, bad: BadInputLog, fp: str, progress: bool) -> dict:
     n = len(manifest)
     decoded = tmp / "decoded.u8"
-    images = np.memmap(decoded, mode="w+", dtype=np.uint8, shape=(n, IMAGE_SIZE, IMAGE_SIZE))
+    images = cache_disk.reserved_map(decoded, n)
     report = manifest.fill(images, bad, progress)
     images.flush()
     keep = report.ok
@@ -266,18 +267,21 @@ def open_cache(source, cache_dir: str | Path, on_bad_image: str = "error", progr
     cache = _open_existing(final)
     if cache is not None:
         return cache
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=cache_dir))
-    build_lock = cache_guard.hold(tmp, exclusive=True)  # "being built": clean-ups leave it alone
-    started = time.perf_counter()
-    try:
-        info = _write_entry(manifest, tmp, bad, fp, progress)
-        _move_into_place(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        os.close(build_lock)
+    with reporting_target_faults(f"the image cache in {cache_dir}"):  # full or read-only disk: one line
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _clean(cache_dir, prefix, final)  # an interrupted build's folder may be what fills the disk
+        cache_disk.check_free_space(cache_dir, len(manifest))
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=cache_dir))
+        build_lock = cache_guard.hold(tmp, exclusive=True)  # "being built": clean-ups leave it alone
+        started = time.perf_counter()
+        try:
+            info = _write_entry(manifest, tmp, bad, fp, progress)
+            _move_into_place(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            os.close(build_lock)
     log.info("cached %s: %d images in %.1fs at %s", source.name, info["n"], time.perf_counter() - started, final)
     for note in manifest.notes:
         log.warning("%s: %s", source.name, note)

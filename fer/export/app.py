@@ -58,7 +58,6 @@ def run_export(cfg) -> ExportResult:
     resolved = resolve_checkpoint(as_list(cfg.ckpt)[0], cfg.tracking_uri, cfg.experiment_name,
                                   Path(cfg.paths.cache_dir) / "checkpoints")
     from fer.data.opened import open_data_config
-    from fer.export.provenance import model_info
     from fer.models.loading import load_model
     from fer.runtime.output_guard import OutputGuard
 
@@ -68,11 +67,21 @@ def run_export(cfg) -> ExportResult:
     output = Path(cfg.output).expanduser()
     guard = OutputGuard(Path(cfg.paths.cache_dir) / "outputs.json", cfg.overwrite)
     int8_path = output.with_name(f"{output.stem}.int8{output.suffix}") if cfg.quantize == "int8" else None
-    for path in (output, int8_path):
-        if path is not None:
-            guard.check(path)
+    with guard.claimed(output, int8_path):  # to the MLflow attach: a concurrent export to the same path waits
+        for path in (output, int8_path):
+            if path is not None:
+                guard.check(path)
+        data = open_data_config(cfg.data, progress=cfg.progress)
+        result = _write_and_measure(cfg, model, resolved, data, output, int8_path, guard)
+        if result.run_id:
+            _attach(cfg, result)
+    _print_summary(result, data.name)
+    return result
 
-    data = open_data_config(cfg.data, progress=cfg.progress)
+
+def _write_and_measure(cfg, model, resolved, data, output: Path, int8_path: Path | None, guard) -> ExportResult:
+    from fer.export.provenance import model_info
+
     parts = _Parts.of(data, getattr(model, "val_split_record", None))
     info = model_info(model, resolved, cfg.views, cfg.tracking_uri)
     info.exported = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -94,9 +103,6 @@ def run_export(cfg) -> ExportResult:
         if path is not None:
             _measure(path, kind, data, parts, result, guard)
     result.val_acc = result.accuracy.get("val fp32")
-    if result.run_id:
-        _attach(cfg, result)
-    _print_summary(result, data.name)
     return result
 
 
@@ -131,7 +137,7 @@ def _write_checked(model, output: Path, info, images: np.ndarray, data_name: str
     from fer.runtime.atomic import atomic_path
 
     reference = torch_probabilities(model, images, views=info.views)
-    with atomic_path(output) as staged:
+    with atomic_path(output, shown_as=f"output={output}") as staged:
         export_onnx(model, staged, info, opset)
         comparison = compare(reference, ExpressionModel(staged).predict_proba(images))
         if not comparison.ok:

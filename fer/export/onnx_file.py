@@ -38,8 +38,8 @@ class FacesToProbabilities(nn.Module):
 
 
 def export_onnx(model: FERClassifier, path: Path, info: ModelInfo, opset: int = 18) -> Path:
-    """Write `model` (fp32, CPU, eval) to `path` with `info` as its metadata (a temporary file renamed: never
-    half-written)."""
+    """Write `model` (fp32, CPU, eval) to `path` with `info` as its metadata. `path` is written in place: the
+    caller stages it (fer.runtime.atomic) and checks it before it replaces anything."""
     import onnx
 
     model = model.cpu().float().eval()
@@ -57,7 +57,8 @@ def export_onnx(model: FERClassifier, path: Path, info: ModelInfo, opset: int = 
         proto = onnx.load(str(raw))
     merge_metadata(proto, info.to_props())
     proto.doc_string = f"fer {info.model}: uint8 faces [N,48,48] -> calibrated probabilities [N,7]"
-    return save(proto, path)
+    onnx.save(proto, str(path))
+    return path
 
 
 def stamp_metadata(path: Path, props: dict[str, str]) -> Path:

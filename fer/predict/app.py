@@ -165,9 +165,8 @@ def _engine(cfg, resolved, seconds: dict[str, float]):
         def score(predictor, images, rows=None, progress=cfg.progress):
             return predict_rows(predictor, images, rows, cfg.batch_size, cfg.tta, tta_shift, progress)
 
-        kinds = sorted({m.info.quantized for m in model.models})
-        return model, score, "cpu (onnxruntime)", "int8" if kinds == ["int8"] else "fp32" if kinds == ["none"] \
-            else "/".join(kinds)
+        kinds = sorted({"fp32" if m.info.quantized == "none" else m.info.quantized for m in model.models})
+        return model, score, "cpu (onnxruntime)", "/".join(kinds)  # "fp32", "int8", or a mixed ensemble's "fp32/int8"
 
     import fer.models.loading  # noqa: F401 - torch + Lightning: most of the start-up, timed on its own
     from fer.predict.engine import predict_array, select_device, select_precision

@@ -8,13 +8,16 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from fer.errors import UserError
+from fer.runtime.atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 def env_cache_dir() -> Path | None:
@@ -57,10 +60,32 @@ class OutputGuard:
             before = dict(entries)
             yield entries
             if entries != before:
-                fd, tmp = tempfile.mkstemp(dir=self.ledger.parent, prefix=".outputs-")
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(entries, fh, indent=1)
-                os.replace(tmp, self.ledger)
+                with atomic_path(self.ledger, shown_as=f"fer's output ledger {self.ledger}") as tmp:
+                    tmp.write_text(json.dumps(entries, indent=1))
+
+    @contextmanager
+    def claimed(self, *paths: Path | None) -> Iterator[None]:
+        """Hold `paths` for this process alone (a lock per target, in the ledger's folder) from the check to the
+        last use of what was written there (its metadata, its MLflow artifact): a second run writing the same
+        output waits for the first, so each run's records describe its own file, never the other run's."""
+        targets = sorted({str(Path(p).expanduser().resolve()) for p in paths if p is not None})
+        folder = self.ledger.parent / "claims"
+        folder.mkdir(parents=True, exist_ok=True)
+        held: list[int] = []
+        try:
+            for target in targets:
+                fd = os.open(folder / f"{hashlib.sha1(target.encode()).hexdigest()[:16]}.lock",
+                             os.O_RDWR | os.O_CREAT, 0o644)
+                held.append(fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.warning("waiting for another fer run that writes %s", target)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            for fd in held:
+                os.close(fd)
 
     def check(self, path: Path, setting: str = "output") -> None:
         """Refuse (one line) to replace an existing file that is not an unchanged output of ours."""

@@ -115,15 +115,13 @@ def write_csv_atomic(path: str | Path, header: Sequence[str], rows: Iterable[Seq
     if guard is not None:
         guard.check(path, setting)
     n = 0
-    try:
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow(row)
-                n += 1
-    except OSError as exc:  # a full disk, a read-only folder: one line, and no partial file left behind
-        raise UserError(f"cannot write {setting}={path}: {exc.strerror or exc}") from exc
+    # a full disk, a read-only folder: one line, and no partial file left behind
+    with atomic_path(path, shown_as=f"{setting}={path}") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(row)
+            n += 1
     if guard is not None:
         guard.record(path)
     return n

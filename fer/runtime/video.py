@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 
 from fer.classes import CLASS_NAMES
 from fer.errors import DataError, UserError
-from fer.runtime.atomic import publish
+from fer.runtime.atomic import Staged, reporting_target_faults
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 _CAMERA = re.compile(r"camera:(\d+)")
@@ -43,10 +43,11 @@ def _quiet_opencv():
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    except AttributeError:
-        pass
+    logging_module = getattr(cv2.utils, "logging", None)  # absent from the opencv-python wheels (4.12)
+    if logging_module is not None:
+        logging_module.setLogLevel(logging_module.LOG_LEVEL_SILENT)
+    else:
+        cv2.setLogLevel(0)  # 0 = LOG_LEVEL_SILENT
     return cv2
 
 
@@ -225,24 +226,43 @@ class _AnnotatedVideo:
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         cv2 = _quiet_opencv()
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.frames = 0
         # a name of its own: two runs annotating into the same target never write into each other's file
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}-", suffix=self.path.suffix)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        with reporting_target_faults(f"annotate_video={self.path}"):
+            self.staged = Staged(self.path)
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
-        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, max(fps, 1.0), size)
+        self.writer = cv2.VideoWriter(str(self.staged.tmp), fourcc, max(fps, 1.0), size)
         if not self.writer.isOpened():
-            self.tmp.unlink(missing_ok=True)
+            self.staged.discard()
             raise UserError(f"annotate_video={self.path}: OpenCV cannot write this format; use .mp4 or .avi")
 
     def write(self, frame: np.ndarray) -> None:
         self.writer.write(frame)
+        self.frames += 1
 
     def finish(self) -> None:
         self.writer.release()
-        publish(self.tmp, self.path)  # a video to share: 0666 less the umask, not mkstemp's 0600
+        try:
+            with reporting_target_faults(f"annotate_video={self.path}"):
+                self._check_complete()
+                self.staged.publish()  # a video to share: 0666 less the umask, not mkstemp's 0600
+        finally:
+            self.staged.discard()
 
     def abort(self) -> None:
         self.writer.release()
-        self.tmp.unlink(missing_ok=True)
+        self.staged.discard()
+
+    def _check_complete(self) -> None:
+        """OpenCV's writer drops frames it cannot write without a word (a full disk): count them back."""
+        cv2 = _quiet_opencv()
+        capture = cv2.VideoCapture(str(self.staged.tmp))
+        try:
+            readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        finally:
+            capture.release()
+        if readable < self.frames:
+            free = shutil.disk_usage(self.staged.tmp.parent).free
+            raise UserError(f"cannot write annotate_video={self.path}: only {readable} of {self.frames} frames could "
+                            f"be written ({free / 2**20:.0f} MB free on its disk); nothing was left there (free some "
+                            "space, or choose another place)")

@@ -19,11 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
-from fer.cli import check_recipe_for, require_numbers, silence_library_noise
+from fer.cli import check_recipe_for, require_data_root, require_numbers, silence_library_noise
 from fer.errors import DataError, UserError
 from fer.tracking.plots import plot_reliability
 from fer.tracking.record import PARAM_COMMIT, PARAM_DEVICE, PARAM_MODEL, RunRecord
 from fer.tracking.reports import write_test_reports
+from fer.models.size import size_line
 from fer.runtime.metadata import SYNTHETIC
 from fer.training.calibrate import calibrate_checkpoint
 from fer.tracking.run_folder import CONFIG, HYDRA_CONFIG, REPORTS, RESULTS, RunFolder, RunInfo
@@ -49,7 +50,11 @@ def load_resume_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
                         "(outputs/train/runs/<time>_<model>_<id>)")
     if not folder.last_checkpoint.is_file():
         raise DataError(f"resume={cfg.resume}: no checkpoints/last.ckpt in it; nothing to resume from")
+    if folder.file(RESULTS).is_file():  # resuming would test and calibrate again: each metric logged twice
+        raise DataError(f"resume={cfg.resume}: this run finished ({RESULTS} is written); nothing to resume. Use it "
+                        f"with predict.py ckpt={cfg.resume}, or train a new run")
     old = OmegaConf.load(saved)
+    require_data_root(old)  # the data may have moved since
     _check_resumable(folder.last_checkpoint, old, cfg.resume)
     old.paths.output_dir = str(folder.path)
     old.resume = None
@@ -121,6 +126,7 @@ _NUMERIC_KEYS = ("seed", "trainer.max_epochs", "trainer.min_epochs", "trainer.lo
 def validate_config(cfg: DictConfig) -> None:
     check_recipe_for(cfg, "train")
     require_numbers(cfg, _NUMERIC_KEYS)
+    require_data_root(cfg)
 
 
 def _loggers(cfg: DictConfig, run_info: RunInfo | None, run_name: str) -> list:
@@ -154,6 +160,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = instantiate_model(cfg.model)
     model_name = type(model).model_name
+    log.info("model %s: %s", model_name, size_line(model, model.net, model.net_input_size))
     loggers = _loggers(cfg, run_info, f"{model_name}-{datamodule.name}-{time.strftime('%m%d-%H%M%S')}")
     mlflow_logger = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
     record = RunRecord.of_logger(mlflow_logger) if mlflow_logger is not None else None
