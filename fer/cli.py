@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
 import sys
@@ -77,9 +78,19 @@ def silence_library_noise() -> None:
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
+    """Mistakes a user can fix, as one line and exit code 2: ours (DataError, UserError), and a disk that is full
+    or closed to writing under any writer that does not say so itself (reports, plots, the audit's files)."""
+    from fer.runtime.atomic import target_fault
+
     try:
         yield
-    except (DataError, UserError) as exc:
+    except (DataError, UserError, OSError) as exc:
+        if isinstance(exc, OSError):
+            # permission errors are left out: they come from reading too, where "cannot write" would mislead
+            fault = None if exc.errno in (errno.EACCES, errno.EPERM) else target_fault(exc)
+            if fault is None:
+                raise
+            exc = UserError(f"cannot write {exc.filename or 'a file'}: {fault[0]} ({fault[1]})")
         print(f"error: {exc}", file=sys.stderr)
         # the run's log file keeps the error too; the console shows it once (the line above), not twice
         record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None)

@@ -167,3 +167,17 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_a_live_one
     assert live.tmp.exists()  # the live writer's
     live.discard()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_any_other_writer_on_a_full_disk_is_one_line_from_the_scripts(capsys):
+    """The scripts' safety net (fer.cli.friendly_errors): a report, a plot or an audit file that meets a full disk
+    is one line and exit code 2; an unrelated OSError is not hidden."""
+    from fer.cli import friendly_errors
+
+    with pytest.raises(SystemExit) as exited, friendly_errors():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/runs/x/reports/confusion.png")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == ("error: cannot write /runs/x/reports/confusion.png: no space left on the "
+                                       "device (free some space, or choose another place)\n")
+    with pytest.raises(ConnectionResetError), friendly_errors():
+        raise ConnectionResetError(errno.ECONNRESET, "reset")

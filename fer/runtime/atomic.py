@@ -22,19 +22,20 @@ from typing import Iterator
 from fer.errors import UserError
 
 # failures a user fixes on their side (free space, another folder, permissions), not bugs: told in one line
+_FULL, _CLOSED = "free some space, or choose another place", "choose a place you can write to"
 _TARGET_FAULTS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EFBIG: "the file would be larger than the file system (or ulimit -f) allows",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
+    errno.ENOSPC: ("no space left on the device", _FULL),
+    errno.EDQUOT: ("the disk quota is used up", _FULL),
+    errno.EFBIG: ("the file would be larger than the file system (or ulimit -f) allows", _FULL),
+    errno.EROFS: ("the file system is read-only", _CLOSED),
+    errno.EACCES: ("permission denied", _CLOSED),
+    errno.EPERM: ("permission denied", _CLOSED),
 }
 _CREATION_GRACE_S = 5.0  # a temporary file younger than this may be one whose writer has not locked it yet
 
 
-def target_fault(exc: BaseException) -> str | None:
-    """What went wrong, in words, when `exc` is a write failing because of its target's disk; else None."""
+def target_fault(exc: BaseException) -> tuple[str, str] | None:
+    """(what went wrong, what to do), in words, when `exc` is a write failing because of its target's disk."""
     return _TARGET_FAULTS.get(exc.errno) if isinstance(exc, OSError) else None
 
 
@@ -48,8 +49,7 @@ def reporting_target_faults(shown_as: str | Path) -> Iterator[None]:
         fault = target_fault(exc)
         if fault is None:
             raise
-        raise UserError(f"cannot write {shown_as}: {fault}; nothing was left there "
-                        "(free some space, or choose another place)") from exc
+        raise UserError(f"cannot write {shown_as}: {fault[0]}; nothing was left there ({fault[1]})") from exc
 
 
 def _umask() -> int:
