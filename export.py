@@ -7,15 +7,12 @@ The file takes uint8 grayscale faces [N,48,48] and returns calibrated probabilit
 the checkpoint on images of `data=` before it is kept. All options: conf/export.yaml.
 """
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("FER_ROOT", str(Path(__file__).resolve().parent))
+import hydra
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from fer.cli import exit_on_bad_command_line, friendly_errors  # noqa: E402
+from fer.cli import exit_on_bad_command_line, finish_process, friendly_errors, setup_process
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
@@ -27,5 +24,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    setup_process(Path(__file__).resolve().parent)
     exit_on_bad_command_line(Path(__file__).resolve().parent / "conf")  # typos and a bad FER_CACHE_DIR: one line
     main()
+    finish_process()

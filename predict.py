@@ -19,7 +19,6 @@ _STARTED = time.perf_counter()
 import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-os.environ.setdefault("FER_ROOT", str(Path(__file__).resolve().parent))
 # OpenMP threads that sleep rather than spin while waiting: same speed on an idle machine, and on a busy, shared
 # one (other jobs on the cores) bf16 inference ran ~1.4x faster than with spinning threads (bench/predict_speed.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -27,7 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from fer.cli import exit_on_bad_command_line, friendly_errors  # noqa: E402
+from fer.cli import exit_on_bad_command_line, finish_process, friendly_errors, setup_process  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
@@ -39,14 +38,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    setup_process(Path(__file__).resolve().parent)
     exit_on_bad_command_line(Path(__file__).resolve().parent / "conf")  # typos and a bad FER_CACHE_DIR: one line
     main()
-    # Everything is written (the CSV renamed into place) and reported by now. Interpreter shutdown with torch and
-    # Lightning loaded spends ~1.5 s tearing modules down on this 2-core machine: flush and leave instead.
-    import logging
-    import sys
-
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    finish_process()

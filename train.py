@@ -3,15 +3,12 @@
 See README.md; the full config is in conf/ (print it with --cfg job).
 """
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("FER_ROOT", str(Path(__file__).resolve().parent))
+import hydra
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from fer.cli import exit_on_bad_command_line, friendly_errors  # noqa: E402
+from fer.cli import exit_on_bad_command_line, finish_process, friendly_errors, setup_process
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -25,6 +22,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    setup_process(Path(__file__).resolve().parent, training=True)
     # typos, a bad FER_CACHE_DIR and a missing data folder: one line, before Hydra makes a run folder
     exit_on_bad_command_line(Path(__file__).resolve().parent / "conf", "train")
     main()
+    finish_process()

@@ -21,7 +21,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-import fer.cli  # noqa: E402,F401 - registers the config resolvers
+from fer.cli import register_resolvers  # noqa: E402
+
+register_resolvers()
 from fer.devices import cpu_has_native_bf16, training_precision  # noqa: E402
 from fer.training import instantiate_model  # noqa: E402
 

@@ -32,7 +32,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from fer.cli import silence_library_noise  # noqa: E402 - importing it also registers the config resolvers
+from fer.cli import register_resolvers, silence_library_noise  # noqa: E402
+
+register_resolvers()
 from fer.data.augment import to_unit_float  # noqa: E402
 from fer.models.base import optimizer_config  # noqa: E402
 from fer.training import instantiate_model  # noqa: E402

@@ -53,12 +53,3 @@ def tta_proba(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
         p = predict(view).float()
         total = p if total is None else total.add_(p)
     return total.div_(n_views(flip, shift))
-
-
-def model_tta_proba(model, x: torch.Tensor, flip: bool = True, shift: int = 0) -> torch.Tensor:
-    """tta_proba for a model: its own `tta_proba` where it has one (an ensemble, member by member), and without
-    the mirror view for a model whose prediction already averages each image with its mirror (`mirror_invariant`,
-    e.g. ten-crop models): that view gives the same probabilities at twice the cost."""
-    if hasattr(model, "tta_proba"):
-        return model.tta_proba(x, flip, shift)
-    return tta_proba(model.predict_proba, x, flip and not getattr(model, "mirror_invariant", False), shift)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from fer.classes import CLASS_NAMES
+from fer.cli import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FER_ROOT", str(ROOT))
+register_resolvers()  # what each entry point's setup_process does; the tests compose fer's configs themselves
 SHARED_FER2013 = Path(os.environ.get("FER_SHARED_DIR") or ROOT.parent / "shared") / "fer2013"
 # .ci/run sets FER_CI=1: there the real data, Chromium and everything else a test may need is present, so a test
 # that would skip (data absent, a tool missing) fails instead of passing unnoticed

@@ -33,7 +33,8 @@ def make_dm(tmp_path: Path, **kw) -> FERDataModule:
 class FakeTrainer(SimpleNamespace):
     def __init__(self, training: bool = True, rank: int = 0, world: int = 1, device: str = "cpu"):
         super().__init__(training=training, global_rank=rank, world_size=world,
-                         strategy=SimpleNamespace(root_device=torch.device(device)), lightning_module=None)
+                         strategy=SimpleNamespace(root_device=torch.device(device)),
+                         lightning_module=SimpleNamespace(train_augmentation=True))  # a model that wants it
 
 
 def test_stratified_split_keeps_class_proportions():

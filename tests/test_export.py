@@ -21,7 +21,7 @@ from fer.models.registry import get_model_class
 
 from helpers import CONF, FAST, MODEL_NAMES, ROOT, SMALL, compose_train, untrained_checkpoint
 
-NEURAL = [m for m in MODEL_NAMES if getattr(get_model_class(m), "onnx_exportable", True)]
+NEURAL = [m for m in MODEL_NAMES if get_model_class(m).onnx_exportable]
 DATA = ["data.source.n_train=280", "data.source.n_test=70"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")

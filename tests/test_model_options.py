@@ -148,7 +148,7 @@ def test_ensemble_tta_is_the_mixture_of_its_members_tta():
     beside a plain one, with the shifted views too."""
     from fer.models.cnn_deep import CNNDeep
     from fer.predict.ensemble import Ensemble
-    from fer.tta import model_tta_proba, tta_proba
+    from fer.tta import tta_proba
 
     torch.manual_seed(0)
     members = [CNNDeep(channels=(4, 8), fc=16, crop_size=40).eval(), CNNDeep(channels=(4, 8), fc=16).eval()]
@@ -156,12 +156,12 @@ def test_ensemble_tta_is_the_mixture_of_its_members_tta():
     x = torch.rand(5, 1, 48, 48)
     with torch.no_grad():
         for shift in (0, 2):
-            torch.testing.assert_close(model_tta_proba(ensemble, x, True, shift),
+            torch.testing.assert_close(ensemble.tta_proba(x, True, shift),
                                        tta_proba(ensemble.predict_proba, x, True, shift), atol=1e-4, rtol=1e-4)
 
 
 def test_predict_summary_names_the_tta_views_each_model_ran():
-    """predict.py's summary says when the mirror view was skipped (fer.tta.model_tta_proba), and for which
+    """predict.py's summary says when the mirror view was skipped (each model's tta_proba), and for which
     members of an ensemble: "tta flip" alone would claim a view that never ran."""
     from types import SimpleNamespace
 

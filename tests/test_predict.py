@@ -55,7 +55,7 @@ def train_overrides(model: str, out: Path, cache: Path, batch_size: int, batches
     return [f"model={model}", "logger=none", "trainer.max_epochs=1", f"+trainer.limit_train_batches={batches}",
             "+trainer.limit_val_batches=1", "trainer.accelerator=cpu",
             "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
-            "+trainer.enable_model_summary=false", "callbacks.early_stopping=null",
+            "callbacks.early_stopping=null",
             "callbacks.model_checkpoint.save_last=false", "+callbacks.model_checkpoint.save_weights_only=true",
             f"paths.output_dir={out}", f"paths.cache_dir={cache}", "data.source.n_train=290",
             "data.source.n_test=8", "data.val_fraction=0.05", f"data.batch_size={batch_size}",
@@ -590,7 +590,7 @@ def test_full_disk_is_one_line_and_leaves_no_file(fast_ckpt, work, tmp_path, cha
 
     monkeypatch.setattr(submission.os, "fsync", full)
     out = tmp_path / "sub" / "submission.csv"
-    with pytest.raises(UserError, match=r"cannot write output=.*submission.csv: No space left on device"):
+    with pytest.raises(UserError, match=r"cannot write output=.*submission.csv: no space left on the device"):
         predict(work, fast_ckpt, f"input={challenge / 'images_test'}", output=out)
     assert list(out.parent.iterdir()) == []  # no partial file, no temporary file
 

@@ -26,6 +26,51 @@ def test_every_model_config_is_a_registered_model_and_back():
         assert cls.model_name == name and cls.__module__ == f"fer.models.{name}"
 
 
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_every_model_answers_what_flows_may_ask(model, tmp_path):
+    """fer.capabilities: each registered model declares every answer (the base class's defaults, or its own), with
+    the declared types; flows read them and never probe. A new model is covered here with no edit."""
+    import typing
+
+    from fer.capabilities import Trainable
+    from fer.training import instantiate_model
+    from helpers import SMALL, compose_train
+
+    built = instantiate_model(compose_train(tmp_path, [f"model={model}", *SMALL.get(model, [])]).model)
+    assert isinstance(built, Trainable)
+    hints = typing.get_type_hints(Trainable)
+    for name, kind in hints.items():
+        value = getattr(built, name)
+        assert isinstance(value, typing.get_args(kind) or kind) or (value is None and type(None) in typing.get_args(
+            kind)), (name, value)
+    if not built.onnx_exportable:
+        assert built.onnx_refusal, "a model that cannot be exported says why"
+    x = torch.rand(2, 1, 48, 48)
+    if model != "svm":  # the unfitted SVM has no predictions to give
+        with torch.no_grad():
+            assert built.eval().tta_proba(x, True, 2).shape == (2, 7)
+
+
+def test_the_exported_model_the_onnx_member_and_the_ensemble_answer_as_predictors(tmp_path):
+    from fer.capabilities import Predictor
+    from fer.classes import CLASS_NAMES, IMAGE_SIZE
+    from fer.export.onnx_file import export_onnx
+    from fer.models.mlp import MLP
+    from fer.predict.ensemble import Ensemble, OnnxMember
+    from fer.runtime import ExpressionModel
+    from fer.runtime.metadata import ModelInfo
+
+    mlp = MLP(hidden=[16]).eval()
+    path = export_onnx(mlp, tmp_path / "m.onnx", ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE, views="flip"))
+    exported, member = ExpressionModel(path), OnnxMember(path)
+    for predictor in (exported, member, Ensemble([mlp, member])):
+        assert isinstance(predictor, Predictor)
+    assert exported.mirror_invariant and member.mirror_invariant  # the flip view is in the graph
+    assert not Ensemble([mlp, member]).mirror_invariant  # the plain mlp is not
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(exported.tta_proba(faces, True, 2), exported.predict_proba(faces), atol=1e-6)
+
+
 def test_names_are_registered_once_and_well_formed():
     with pytest.raises(ValueError, match="registered twice"):
         register_model("mlp")(type("Other", (), {}))

@@ -67,7 +67,11 @@ def log_served_model(checkpoint: Path, store: Path) -> str:
     exp_id = exp.experiment_id if exp else client.create_experiment(
         "serving", artifact_location=(store / "artifacts").as_uri())
     run = client.create_run(exp_id)
+    import mlflow
+
+    callers = mlflow.get_tracking_uri()
     RunRecord(client, run.info.run_id, exp_id).log_model(checkpoint)
+    assert mlflow.get_tracking_uri() == callers  # the process's store is left as the caller had it
     client.set_terminated(run.info.run_id)
     return f"runs:/{run.info.run_id}/{ARTIFACT_MODEL}"
 
@@ -90,8 +94,11 @@ def faces() -> np.ndarray:
 def store(tmp_path_factory):
     import mlflow
 
-    yield tmp_path_factory.mktemp("mlruns")
-    mlflow.set_tracking_uri(None)  # log_model points the fluent API at the test's store
+    store = tmp_path_factory.mktemp("mlruns")
+    # runs:/ URIs resolve through the process's store: the test points it there, as a user's program would
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    yield store
+    mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture(scope="module", params=list_models())

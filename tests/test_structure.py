@@ -13,7 +13,7 @@ import pytest
 from helpers import ROOT
 
 FLOORS = {  # module prefix -> floor; the longest matching prefix wins
-    "fer": 0, "fer.classes": 0, "fer.errors": 0, "fer.tta": 0, "fer.devices": 0,
+    "fer": 0, "fer.classes": 0, "fer.errors": 0, "fer.tta": 0, "fer.devices": 0, "fer.capabilities": 0,
     "fer.runtime": 1,
     "fer.data": 2,
     "fer.models": 3,

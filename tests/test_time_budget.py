@@ -54,13 +54,40 @@ def onecycle_end_lr(total_steps: int) -> float:
     return reference.get_last_lr()[0]
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+@pytest.mark.parametrize("total_steps,pct_start", [(36, 0.25), (7, 0.3), (200, 0.15)])
+def test_fers_onecycle_is_torchs_onecyclelr_step_for_step(optimizer, total_steps, pct_start):
+    """fer.models.schedules.OneCycle (a length the time budget may change through public attributes) gives the
+    learning rate and momentum of torch's OneCycleLR at every step."""
+    from fer.models.schedules import OneCycle
+
+    def make(kind):
+        param = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.SGD([param], lr=0.05, momentum=0.9) if optimizer == "sgd" else \
+            torch.optim.AdamW([param], lr=0.002)
+        return kind(opt, max_lr=0.05 if optimizer == "sgd" else 0.002, total_steps=total_steps, pct_start=pct_start)
+
+    ours, theirs = make(OneCycle), make(OneCycleLR)
+    momentum = "momentum" if optimizer == "sgd" else "betas"
+    for _ in range(total_steps):
+        for s in (ours, theirs):
+            assert s.optimizer.param_groups[0]["lr"] == pytest.approx(theirs.optimizer.param_groups[0]["lr"],
+                                                                       rel=1e-12)
+            assert s.optimizer.param_groups[0][momentum] == pytest.approx(theirs.optimizer.param_groups[0][momentum])
+            s.optimizer.step()
+            s.step()
+    assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+    with pytest.raises(ValueError):  # one step past the end, as torch's
+        ours.step()
+
+
 def test_onecycle_shrinks_to_the_epochs_that_fit_and_still_anneals(tmp_path, monkeypatch):
     # 10 s per epoch, 60 s budget less the 3% margin: 5 epochs of 12, i.e. 15 steps of 36
     last = _train(tmp_path, monkeypatch, [10.0], ["model/optimizer=sgd", "model/scheduler=onecycle"])
     assert last["epoch"] == 4 and last["global_step"] == 15
     scheduler = last["lr_schedulers"][0]
     assert scheduler["total_steps"] == 15
-    assert scheduler["_schedule_phases"][0]["end_step"] == pytest.approx(0.25 * 36 * 15 / 36 - 1)  # warm-up share
+    assert scheduler["pct_start"] == 0.25  # the warm-up keeps its share of the shorter schedule
     # the shrunk schedule is the one-cycle schedule of a 15-step run, stepped to its end (not the middle of the
     # 36-step descent: 0.0078 there)
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(onecycle_end_lr(15))

@@ -99,6 +99,7 @@ def test_resume_continues_the_raw_weights_and_the_average(tmp_path, monkeypatch)
     cfg = compose_train(tmp_path, [*common, "trainer.max_epochs=1"])
     run_training(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    (run_dir / "results.json").unlink()  # as a run killed during its training looks: not finished
     (run_dir / ".hydra").mkdir()  # what train.py's Hydra writes: the composed config, now for 2 epochs
     OmegaConf.save(compose_train(tmp_path, [*common, "trainer.max_epochs=2"]), run_dir / ".hydra" / "config.yaml")
     first = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)

@@ -4,16 +4,14 @@ Composes conf/audit.yaml (the same `data` and `paths` groups as train.py), opens
 image cache and writes the audit report folder.
 """
 
-import os
 from pathlib import Path
 
+import hydra
+from omegaconf import DictConfig
+
+from fer.cli import finish_process, friendly_errors, setup_process
+
 _ROOT = Path(__file__).resolve().parents[2]
-os.environ.setdefault("FER_ROOT", str(_ROOT))
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from fer.cli import friendly_errors  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path=str(_ROOT / "conf"), config_name="audit")
@@ -45,4 +43,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    setup_process(_ROOT)
     main()
+    finish_process()

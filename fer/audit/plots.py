@@ -83,11 +83,12 @@ def _plots(out_dir, settings, images, labels, codes, split_names, train_code, gr
 
 
 def _plot_class_distribution(balance: pd.DataFrame, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     table = balance.loc[list(CLASS_NAMES)]
     table = table.loc[:, table.sum(0) > 0]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig = Figure(figsize=(12, 4))
+    axes = fig.subplots(1, 2)
     if table.shape[1]:
         x = np.arange(NUM_CLASSES)
         width = 0.8 / table.shape[1]
@@ -104,5 +105,4 @@ def _plot_class_distribution(balance: pd.DataFrame, path: Path) -> Path:
     fig.suptitle("class distribution per split")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

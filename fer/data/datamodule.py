@@ -38,7 +38,7 @@ class FERDataModule(pl.LightningDataModule):
         self.source = source
         self.name = name or source.name
         self.cache_dir = cache_dir
-        self.root = root  # the source reads it (the data config interpolates it); kept for messages
+        del root  # a setting of the data config (conf/data/*.yaml interpolate it into source.root); the source reads it
         self.batch_size, self.eval_batch_size, self.shuffle_seed = batch_size, eval_batch_size, shuffle_seed
         self.split_settings = SplitSettings(train_split, val_fraction, split_seed, test_split, predict_split, dedup)
         self.on_device, self.on_device_max_bytes = on_device, on_device_max_bytes
@@ -103,7 +103,7 @@ class FERDataModule(pl.LightningDataModule):
 
     # ---- batches ------------------------------------------------------------------------------------
     def _device(self) -> torch.device:
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer  # None outside a Trainer (LightningDataModule sets it)
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def _arrays(self, part: str) -> tuple[Any, Any, np.ndarray]:
@@ -125,7 +125,7 @@ class FERDataModule(pl.LightningDataModule):
         if part not in self.idx or len(self.idx[part]) == 0:
             raise DataError(f"the data has no {part} split (data.{part}_split)")
         images, labels, indices = self._arrays(part)
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer  # None outside a Trainer (LightningDataModule sets it)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return BatchStream(images, labels, indices, self.batch_size if train else self.eval_batch_size,
                            shuffle=train, drop_last=train and len(indices) // world > self.batch_size,
@@ -151,9 +151,9 @@ class FERDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         x = to_unit_float(images)
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer  # None outside a Trainer (LightningDataModule sets it)
         if self.augment is not None and trainer is not None and trainer.training \
-                and getattr(trainer.lightning_module, "train_augmentation", True):
+                and trainer.lightning_module.train_augmentation:  # declared by every model (fer.capabilities)
             if self.augment_copies > 1:  # copies drawn apart by the augmentation (and the model's random crops)
                 x, labels = x.repeat(self.augment_copies, 1, 1, 1), labels.repeat(self.augment_copies)
             x = self.augment(x)

@@ -62,7 +62,7 @@ def run_export(cfg) -> ExportResult:
     from fer.runtime.output_guard import OutputGuard
 
     model = load_model(resolved.path)
-    if not getattr(model, "onnx_exportable", True):
+    if not model.onnx_exportable:
         raise UserError(f"ckpt={resolved.spec}: {model.onnx_refusal}")
     output = Path(cfg.output).expanduser()
     guard = OutputGuard(Path(cfg.paths.cache_dir) / "outputs.json", cfg.overwrite)
@@ -82,7 +82,7 @@ def run_export(cfg) -> ExportResult:
 def _write_and_measure(cfg, model, resolved, data, output: Path, int8_path: Path | None, guard) -> ExportResult:
     from fer.export.provenance import model_info
 
-    parts = _Parts.of(data, getattr(model, "val_split_record", None))
+    parts = _Parts.of(data, model.val_split_record)
     info = model_info(model, resolved, cfg.views, cfg.tracking_uri)
     info.exported = time.strftime("%Y-%m-%dT%H:%M:%S")
     images = np.asarray(data.cache.images)[_sample(parts.val if len(parts.val) else np.arange(len(data.cache)),

@@ -24,8 +24,8 @@ class Comparison:
 
 def torch_probabilities(model, images: np.ndarray, batch_size: int = 512, views: str = "none") -> np.ndarray:
     """The checkpoint's calibrated probabilities in fp32 on the CPU, averaged over the named test-time views as
-    predict.py's tta does (fer.tta.model_tta_proba): the reference the export must match."""
-    from fer.tta import NAMED_VIEWS, model_tta_proba
+    predict.py's tta does (the model's tta_proba): the reference the export must match."""
+    from fer.tta import NAMED_VIEWS
 
     model = model.cpu().float().eval()
     flip_shift = NAMED_VIEWS[views]
@@ -33,7 +33,7 @@ def torch_probabilities(model, images: np.ndarray, batch_size: int = 512, views:
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).float().div(255).unsqueeze(1)
-            p = model.predict_proba(x) if flip_shift is None else model_tta_proba(model, x, *flip_shift)
+            p = model.predict_proba(x) if flip_shift is None else model.tta_proba(x, *flip_shift)
             out.append(p.numpy())
     return np.concatenate(out) if out else np.empty((0, 7), np.float32)
 

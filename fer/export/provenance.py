@@ -59,7 +59,7 @@ def _run_params(run_id: str | None, tracking_uri: str) -> dict[str, str]:
 def model_info(model, resolved, views: str, tracking_uri: str) -> ModelInfo:
     from fer.models.base import CALIBRATION_KEY
 
-    record = getattr(model, "val_split_record", None)
+    record = model.val_split_record
     run_id = _run_of(resolved)
     extra = {RECIPE: _recipe(_run_folder(resolved.path)), COMMIT: "unknown", DEVICE: "unknown",
              **_run_params(run_id, tracking_uri)}

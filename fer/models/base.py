@@ -20,7 +20,7 @@ from torchmetrics.classification import (MulticlassAccuracy, MulticlassCalibrati
 
 from fer.classes import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
 from fer.models.crops import random_crops, ten_crops, ten_crops_are_mirror_invariant
-from fer.tta import NAMED_VIEWS, model_tta_proba
+from fer.tta import NAMED_VIEWS, tta_proba
 
 _MAX_MISCLASSIFIED_KEPT = 64
 CHECKPOINT_MODEL_KEY = "fer_model"  # the model's registered name, in every checkpoint
@@ -38,8 +38,11 @@ class FERClassifier(pl.LightningModule):
 
     model_name: str = ""
 
-    # False for models that must see the images as they are (e.g. a fitted feature pipeline)
-    train_augmentation: bool = True
+    # what flows may ask of a model (fer.capabilities.Trainable), with the answers of a neural model
+    train_augmentation: bool = True  # False for models that must see the images as they are (a fitted pipeline)
+    onnx_exportable: bool = True
+    onnx_refusal: str = ""
+    val_split_record: dict | None = None  # set from the checkpoint by fer.models.loading
 
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None, class_weighting: str = "none",
                  label_smoothing: float = 0.0, input_mean: float = 0.5, input_std: float = 0.25,
@@ -99,6 +102,10 @@ class FERClassifier(pl.LightningModule):
     def mirror_invariant(self) -> bool:  # its prediction already averages each image with its mirror (fer.tta)
         return ten_crops_are_mirror_invariant(self.hparams.get("crop_size"), IMAGE_SIZE)
 
+    def tta_proba(self, x: torch.Tensor, flip: bool = True, shift: int = 0) -> torch.Tensor:
+        """predict_proba averaged over the test-time views, without the mirror view where it adds nothing."""
+        return tta_proba(self.predict_proba, x, flip and not self.mirror_invariant, shift)
+
     def _net(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -111,7 +118,7 @@ class FERClassifier(pl.LightningModule):
 
     # ---- training ------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
+        dm = self.trainer.datamodule  # None when fit() was given bare dataloaders
         if stage == "fit" and dm is not None and self.hparams.class_weighting != "none":
             counts = torch.as_tensor(dm.class_counts, dtype=torch.float32).clamp(min=1)
             weight = counts.sum() / (NUM_CLASSES * counts)  # "balanced": each class contributes equally
@@ -185,7 +192,7 @@ class FERClassifier(pl.LightningModule):
         self.test_ece.update(probs, y)
         self._add_eval_loss("test/loss", torch.log(probs.clamp_min(1e-12)), y)
         if self.test_tta_views is not None:
-            tta_probs = model_tta_proba(self, x, *self.test_tta_views)
+            tta_probs = self.tta_proba(x, *self.test_tta_views)
             self.test_tta_metrics.update(tta_probs, y)
             self._add_eval_loss("test_tta/loss", torch.log(tta_probs.clamp_min(1e-12)), y)
         out = self.test_outputs

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pytorch_lightning.trainer.states import TrainerFn
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -81,8 +80,11 @@ class HogSVM(FERClassifier):
     def build_net(self) -> nn.Module:
         return nn.Identity()  # nothing to train by gradient
 
-    def configure_optimizers(self) -> None:
-        return None
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # The fit is this model's one training step, taken through this optimiser (fit_pipeline): Lightning counts
+        # global_step in optimiser steps, and a run with no step saves no checkpoint. Its one tensor has no
+        # gradient (the step changes nothing) and is no part of the model (not in the state dict).
+        return torch.optim.SGD([torch.zeros((), requires_grad=True)], lr=0.0)
 
     @property
     def fitted(self) -> bool:
@@ -146,6 +148,11 @@ class HogSVM(FERClassifier):
         x, y = batch
         self._train_features.append(self.hog.transform(self._pixels(x)))
         self._train_labels.append(y.detach().cpu().numpy())
+        if batch_idx == self.trainer.num_training_batches - 1:  # every training image is in: fit
+            self.fit_pipeline()
+            # the fit is the run's one optimiser step (configure_optimizers), counted by Lightning as any step
+            self.optimizers().step()
+            self.trainer.should_stop = True  # one epoch is the whole training
         return None
 
     def fit_pipeline(self) -> None:
@@ -177,26 +184,9 @@ class HogSVM(FERClassifier):
         self.pipeline = pipeline
         self.temperature.fill_(1.0)
         self._temperature_pending = True
-        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
-            self._count_fit_as_a_step()
-            self.trainer.should_stop = True  # one epoch is the whole training
-
-    def _count_fit_as_a_step(self) -> None:
-        # Lightning counts global_step in optimiser steps; with no optimiser it would stay 0 and ModelCheckpoint
-        # would never save ("no step taken since the last save"). The fit is this model's one step.
-        try:
-            progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        except AttributeError:  # a Lightning whose loops are laid out differently
-            log.warning("HogSVM: cannot advance trainer.global_step; checkpoints may not be saved")
-            return
-        progress.increment_ready()
-        progress.increment_completed()
 
     def on_validation_epoch_start(self) -> None:
         self._val_scores, self._val_labels = [], []
-        if self.trainer.sanity_checking or self.fitted or not self._train_features:
-            return
-        self.fit_pipeline()
 
     def on_train_epoch_end(self) -> None:
         if not self.fitted and self._train_features:  # no validation ran this epoch: fit now

@@ -109,7 +109,7 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     result.seconds["total"] = time.perf_counter() - t_start + seconds.get("start-up", 0.0)
     result.extra.update(device=device, precision=precision, models=[r.describe() for r in resolved],
                         model_names=model.names,
-                        mirror_invariant=[bool(getattr(m, "mirror_invariant", False)) for m in model.models])
+                        mirror_invariant=[bool(m.mirror_invariant) for m in model.models])
     if weights_info:
         result.extra["ensemble_weights"] = dict(weights_info, members=[r.spec for r in resolved],
                                                 weights=list(model.weights))
@@ -122,7 +122,7 @@ def _warn_if_synthetic(model, resolved) -> None:
     from fer.runtime.metadata import SYNTHETIC, SYNTHETIC_WARNING
 
     for member, r in zip(model.models, resolved):
-        if not r.is_onnx and (getattr(member, "val_split_record", None) or {}).get("data") == SYNTHETIC:
+        if not r.is_onnx and (member.val_split_record or {}).get("data") == SYNTHETIC:
             log.warning("%s: %s", r.spec, SYNTHETIC_WARNING)
 
 

@@ -15,7 +15,6 @@ from fer.devices import native_bf16
 from fer.errors import UserError
 from fer.data.augment import to_unit_float
 from fer.runtime.engine import row_batches  # numpy only: shared with the torch-free runtime
-from fer.tta import model_tta_proba
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def predict_array(model, images: np.ndarray, indices: np.ndarray | None = None, 
         x = to_unit_float(batch.to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             if tta:
-                probs = model_tta_proba(model, x, flip=True, shift=tta_shift)
+                probs = model.tta_proba(x, flip=True, shift=tta_shift)
             else:
                 probs = model.predict_proba(x)
         out[start:start + len(x)] = probs.float().cpu().numpy()

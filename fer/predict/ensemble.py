@@ -58,10 +58,14 @@ class Ensemble:
 
     def tta_proba(self, x, flip: bool = True, shift: int = 0):
         """The mixture of the members' TTA means: the same as the TTA mean of the mixture (both are linear), but
-        each member skips the views it does not need (fer.tta.model_tta_proba)."""
-        from fer.tta import model_tta_proba
+        each member skips the views it does not need (its own tta_proba)."""
+        return self._mix(lambda model: model.tta_proba(x, flip, shift))
 
-        return self._mix(lambda model: model_tta_proba(model, x, flip, shift))
+    @property
+    def mirror_invariant(self) -> bool:
+        return all(model.mirror_invariant for model in self.models)
+
+    val_split_record = None  # its members' records are checked one by one (fit_weights_on_val)
 
     def calibrated(self, probs: np.ndarray) -> np.ndarray:
         """The mixture's final probabilities [N,7] (TTA views already averaged), re-tempered by `temperature`."""
@@ -112,8 +116,12 @@ def load_onnx_ensemble(paths: list[str | Path], threads: int | None = None) -> E
 
 
 def _family(model) -> str:
-    info = getattr(model, "info", None)
-    return f"onnx:{info.model}" if info is not None else type(model).__name__
+    """onnx:<model> for exported models (ONNX files, alone or in a torch ensemble), else the model's class."""
+    from fer.runtime import ExpressionModel
+
+    if isinstance(model, (OnnxMember, ExpressionModel)):
+        return f"onnx:{model.info.model}"
+    return type(model).__name__
 
 
 class OnnxMember:
@@ -125,12 +133,18 @@ class OnnxMember:
 
         self.model = ExpressionModel(path)
         self.info, self.val_split_record = self.model.info, self.model.val_split_record
+        self.mirror_invariant = self.model.mirror_invariant
 
     def predict_proba(self, x):
         import torch
 
         faces = (x[:, 0].float() * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         return torch.from_numpy(self.model.predict_proba(faces)).to(x.device)
+
+    def tta_proba(self, x, flip: bool = True, shift: int = 0):
+        from fer.tta import tta_proba
+
+        return tta_proba(self.predict_proba, x, flip and not self.mirror_invariant, shift)
 
 
 def parse_ensemble_weights(value: Any, n_checkpoints: int) -> str | list[float]:
@@ -162,7 +176,7 @@ def fit_weights_on_val(ensemble: Ensemble, specs: list[str], data, score) -> dic
     split = f"data={data.name} val_fraction={s.val_fraction} split_seed={s.split_seed}"
     digest, unrecorded = split_digest(data.cache, val), []
     for spec, member in zip(specs, ensemble.models):
-        record = getattr(member, "val_split_record", None)
+        record = member.val_split_record
         if record is None:
             unrecorded.append(spec)
         elif record.get("digest") != digest:

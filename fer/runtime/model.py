@@ -84,7 +84,9 @@ class ExpressionModel:
                 isinstance(outputs[0].shape[1], int) and outputs[0].shape[1] != len(self.class_names)):
             raise UserError(f"{self.path}: its output is {[(o.name, o.type, o.shape) for o in outputs]}, not one "
                             f"float [N,{len(self.class_names)}] array of probabilities as its metadata says")
+        # what flows ask of any model (fer.capabilities.Predictor), declared, not probed
         self.val_split_record = self.info.val_split  # what ensembles check before fitting weights on val
+        self.mirror_invariant = self.info.views != "none"  # the graph averages the face with its mirror already
         self._detector = None
         if self.info.synthetic:
             log.warning("%s: %s", self.path.name, SYNTHETIC_WARNING)
@@ -148,6 +150,13 @@ class ExpressionModel:
             batch = x[start:start + batch_size]
             out[start:start + len(batch)] = tta_proba(self._run, batch, True, tta_shift) if tta else self._run(batch)
         return out
+
+    def tta_proba(self, faces: np.ndarray, flip: bool = True, shift: int = 0) -> np.ndarray:
+        """fer.capabilities.Predictor: the mean over test-time views of uint8 faces [N,48,48]; a graph that
+        averages views already (info.views) is run as it is."""
+        if self.info.views != "none":
+            return self.predict_proba(faces)
+        return tta_proba(self._run, self.faces_array(faces), flip, shift)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         try:

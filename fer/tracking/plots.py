@@ -1,25 +1,24 @@
 """The figures that runs and audits write: confusion matrix, grids of 48x48 images with captions. Files only
-(matplotlib's Agg backend): never needs a display."""
+(matplotlib Figure objects drawn by the Agg canvas, never pyplot): no display needed, and matplotlib's process-wide
+backend is left as the user's program set it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import confusion_matrix  # noqa: E402
-
-from fer.classes import CLASS_NAMES, NUM_CLASSES  # noqa: E402
+from fer.classes import CLASS_NAMES, NUM_CLASSES
 
 
 def plot_confusion_matrix(labels: np.ndarray, preds: np.ndarray, path: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix (each row = the true class, sums to 1), counts in small print."""
     counts = confusion_matrix(labels, preds, labels=range(NUM_CLASSES))
     norm = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(NUM_CLASSES):
         for j in range(NUM_CLASSES):
@@ -34,7 +33,6 @@ def plot_confusion_matrix(labels: np.ndarray, preds: np.ndarray, path: Path, tit
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -53,7 +51,7 @@ def plot_image_grid(images: np.ndarray, captions: list[str], path: Path, title: 
         r, c = divmod(k, cols)
         mosaic[r * cell_h:r * cell_h + size, c * cell_w + gap // 2:c * cell_w + gap // 2 + size] = images[k]
     top = 0.35 if title else 0.05
-    fig = plt.figure(figsize=(cols * cell_w / 40, rows * cell_h / 40 + top))
+    fig = Figure(figsize=(cols * cell_w / 40, rows * cell_h / 40 + top))
     ax = fig.add_axes((0, 0, 1, 1 - top / (rows * cell_h / 40 + top)))
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest", aspect="auto")
     ax.axis("off")
@@ -64,7 +62,6 @@ def plot_image_grid(images: np.ndarray, captions: list[str], path: Path, title: 
     if title:
         fig.suptitle(title, fontsize=9, y=1 - 0.08 / (rows * cell_h / 40 + top))
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -73,7 +70,8 @@ def plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, 
     ECE; a calibrated model lies on the diagonal."""
     from fer.models.calibration import expected_calibration_error, reliability
 
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6.5), height_ratios=(3, 1), sharex=True)
+    fig = Figure(figsize=(5.5, 6.5))
+    ax, hist = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="calibrated")
     for probs, name, color in ((before, "uncalibrated", "tab:red"), (after, "calibrated", "tab:blue")):
         conf, acc, count = reliability(probs, labels)
@@ -89,5 +87,4 @@ def plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

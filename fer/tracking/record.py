@@ -34,7 +34,6 @@ METRIC_DEDUP_PREFIX = "data/dedup_"
 METRIC_TEMPERATURE = "calibration/temperature"
 METRIC_ECE = "val/ece"  # expected calibration error on the val split, calibrated (and before: ..._uncalibrated)
 METRIC_ECE_BEFORE = "val/ece_uncalibrated"
-ARTIFACT_CONFIG = "config.yaml"  # the full composed config, at the artifact root
 ARTIFACT_CHECKPOINTS = "checkpoints"
 ARTIFACT_REPORTS = "reports"
 ARTIFACT_AUDIT = "audit"
@@ -118,12 +117,19 @@ class RunRecord:
         from fer.tracking.served_model import (CHECKPOINT_ARTIFACT, INPUT_CONTRACT, ServedFER, input_example,
                                                signature)
 
-        mlflow.set_tracking_uri(self.tracking_uri)  # the fluent API below writes to the run's own store
-        with mlflow.start_run(run_id=self.run_id, nested=False):
-            mlflow.pyfunc.log_model(name=ARTIFACT_MODEL, python_model=ServedFER(),
-                                    artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)}, code_paths=[fer.__path__[0]],
-                                    signature=signature(), input_example=input_example(),
-                                    pip_requirements=model_requirements(), metadata={"input": INPUT_CONTRACT})
+        # the fluent API below writes to the process's tracking store: pointed at the run's own store for the
+        # call, then back at the caller's (a library leaves process-wide settings as it found them)
+        callers = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            with mlflow.start_run(run_id=self.run_id, nested=False):
+                mlflow.pyfunc.log_model(name=ARTIFACT_MODEL, python_model=ServedFER(),
+                                        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
+                                        code_paths=[fer.__path__[0]], signature=signature(),
+                                        input_example=input_example(), pip_requirements=model_requirements(),
+                                        metadata={"input": INPUT_CONTRACT})
+        finally:
+            mlflow.set_tracking_uri(callers)
 
     def ui_link(self, server: str = "http://127.0.0.1:5000") -> str:
         return ui_url(server, self.experiment_id, self.run_id)

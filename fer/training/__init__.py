@@ -155,7 +155,6 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         log.warning("resume=%s: no run_info.json in the run folder, so its MLflow run is unknown; the training "
                     "continues from last.ckpt in a new MLflow run", folder.path)
     pl.seed_everything(cfg.seed, workers=True)
-    torch.set_float32_matmul_precision("high")
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = instantiate_model(cfg.model)

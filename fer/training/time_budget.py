@@ -23,6 +23,8 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
+from fer.models.schedules import OneCycle
+
 log = logging.getLogger(__name__)
 
 
@@ -89,19 +91,15 @@ class TimeBudget(pl.Callback):
 
 def rescale_schedule(scheduler: Any, old_epochs: int, new_epochs: int) -> None:
     """Rescale a learning-rate schedule sized for `old_epochs` to end after `new_epochs` (steps per epoch fixed;
-    fewer epochs or, early in a run, more).
-    One-cycle: every phase boundary scales (the warm-up keeps its share); cosine: T_max scales. Other schedulers
-    (plateau, step...) have no end to move: left as they are, with a warning."""
+    fewer epochs or, early in a run, more), through the schedule's public length: fer's OneCycle stretches (the
+    warm-up keeps its share), cosine's T_max scales. Others (plateau, step, torch's own OneCycleLR, whose phase
+    ends are private) have no end that can be moved: left as they are, with a warning."""
     ratio = new_epochs / old_epochs
-    if isinstance(scheduler, OneCycleLR):
-        old_total = scheduler.total_steps
-        # rounded up: OneCycleLR raises once it is stepped past total_steps
-        scheduler.total_steps = math.ceil(old_total * ratio)
-        scale = scheduler.total_steps / old_total
-        for phase in scheduler._schedule_phases:  # noqa: SLF001 - OneCycleLR keeps its phase ends only here
-            phase["end_step"] = (phase["end_step"] + 1) * scale - 1
+    if isinstance(scheduler, OneCycle):
+        scheduler.stretch(ratio)
     elif isinstance(scheduler, CosineAnnealingLR):
         scheduler.T_max = max(1, math.ceil(scheduler.T_max * ratio))
     else:
-        log.warning("time budget: %s has no end to move; its learning rates are left as they were",
-                    type(scheduler).__name__)
+        log.warning("time budget: %s has no end to move; its learning rates are left as they were%s",
+                    type(scheduler).__name__, " (model/scheduler=onecycle gives one that can be fitted)"
+                    if isinstance(scheduler, OneCycleLR) else "")
