@@ -10,7 +10,7 @@ Builds a challenge-layout folder in a temp dir (images_test/ = the first 4,038 J
 on synthetic data unless --ckpt is given (the weights do not matter for timing), then runs predict.py as a
 subprocess: cold cache, warm cache, TTA (flip), TTA with shifts, fp32, one thread, spinning OpenMP threads. Then
 times the model alone
-(load_model + fer.predict.engine.predict_array on the cached images) in fp32 and bf16 and reports how often bf16
+(load_model + fer.inference.engine.predict_array on the cached images) in fp32 and bf16 and reports how often bf16
 and fp32 agree on the predicted class.
 """
 
@@ -111,7 +111,7 @@ def model_only(ckpt: Path, cache_dir: Path, threads: int | None) -> list[tuple[s
 
     from fer.data.cache import ImageCache
     from fer.models.loading import load_model
-    from fer.predict.engine import predict_array
+    from fer.inference.engine import predict_array
 
     if threads:
         torch.set_num_threads(threads)

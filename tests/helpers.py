@@ -59,7 +59,7 @@ def score_test_split(cfg, model, precision=_RUN_PRECISION, tta: bool = False,
     predict.py scores it (tta: the mirror view, and the shifted ones unless tta_shift=0)."""
     import hydra
 
-    from fer.predict.engine import predict_array
+    from fer.inference.engine import predict_array
 
     if precision is _RUN_PRECISION:
         precision = torch.bfloat16 if str(cfg.trainer.precision).startswith("bf16") else None

@@ -328,6 +328,7 @@ def test_cli_writes_the_report(planted, tmp_path):
         assert (out / name).is_file(), name
 
 
+@pytest.mark.slow  # a tracked training on planted folders (CI runs the slow tests)
 def test_train_with_audit_logs_the_report_to_mlflow(planted, tmp_path):
     """train.py audit=true: the report of the run's own splits lands in the run folder and in MLflow (counts as
     audit.* tags, the files under audit/)."""

@@ -51,7 +51,7 @@ def test_training_calibrates_the_best_checkpoint_on_val(tmp_path):
     model = load_model(best)
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
-    from fer.predict.engine import predict_array
+    from fer.inference.engine import predict_array
 
     val = dm.idx["val"]
     dtype = torch.bfloat16 if str(cfg.trainer.precision).startswith("bf16") else None  # as calibration ran
@@ -76,11 +76,15 @@ def test_training_calibrates_the_best_checkpoint_on_val(tmp_path):
     assert "reports/reliability_val.png" in {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
 
 
-def test_calibrate_false_and_old_checkpoints_keep_t_1(tmp_path):
+@pytest.mark.slow  # a training (CI runs the slow tests)
+def test_calibrate_false_keeps_t_1(tmp_path):
     cfg = compose_train(tmp_path, ["model=mlp", *FAST, "logger=none", "calibrate=false"])
     results = run_training(cfg)
     assert "calibration/temperature" not in results
     (best,) = (Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt")
     assert float(torch.load(best, weights_only=True)["state_dict"]["calibration_t"]) == 1.0
+
+
+def test_old_checkpoints_keep_t_1():
     old = load_model(ROOT / "tests" / "data" / "mlp_format_2026-11-25.ckpt")  # written before calibration
     assert float(old.calibration_t) == 1.0

@@ -133,6 +133,7 @@ def test_int8_quantised_model(trained, work):
         assert {"fer.recipe", "fer.commit", "fer.device"} <= set(info.extra)
 
 
+@pytest.mark.slow  # a tracked training (CI runs the slow tests)
 def test_export_is_attached_to_the_checkpoints_mlflow_run(work, tmp_path):
     from mlflow.tracking import MlflowClient
 

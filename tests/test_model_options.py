@@ -124,7 +124,7 @@ def test_ten_crop_models_skip_the_mirror_view_they_already_average(crop):
     split's mirror view would only double the cost, so it is skipped, with the same probabilities. An odd margin
     (41: centre crop 3 px from the left, 4 from the right) or no crops gives different mirror views: kept."""
     from fer.models.cnn_deep import CNNDeep
-    from fer.predict.engine import predict_array
+    from fer.inference.engine import predict_array
     from fer.tta import tta_proba
 
     torch.manual_seed(0)

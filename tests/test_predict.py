@@ -372,7 +372,7 @@ def store(work) -> str:
 def test_runs_and_best_resolution(fast_ckpt, work, tmp_path, store, challenge):
     from mlflow.tracking import MlflowClient
 
-    from fer.predict.resolve import resolve_checkpoint
+    from fer.inference.resolve import resolve_checkpoint
 
     uri = store
     client = MlflowClient(uri)
@@ -447,7 +447,7 @@ def test_runs_and_best_resolution(fast_ckpt, work, tmp_path, store, challenge):
 
 
 def test_run_folder_resolution(fast_ckpt, work):
-    from fer.predict.resolve import resolve_checkpoint
+    from fer.inference.resolve import resolve_checkpoint
 
     folder = fast_ckpt.parent.parent  # the training run folder
     assert resolve_checkpoint(str(folder), "sqlite:////nonexistent/x.db").path == fast_ckpt

@@ -51,6 +51,37 @@ def test_every_model_answers_what_flows_may_ask(model, tmp_path):
             assert built.eval().tta_proba(x, True, 2).shape == (2, 7)
 
 
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_every_model_takes_a_training_step(model, tmp_path):
+    """The training step of each registered model, without a Trainer (one end-to-end training per model is in
+    tests/test_train.py, -m slow): a finite loss whose gradient reaches every trainable parameter, and one optimiser
+    step of the model's own configuration changes the weights. A model with nothing to train by gradient (the SVM,
+    fitted in its own hook: tests/test_svm.py) must take its step its own way."""
+    import hydra
+
+    from fer.models.base import FERClassifier, optimizer_config
+    from fer.training import instantiate_model
+    from helpers import SMALL, compose_train
+
+    torch.manual_seed(0)
+    built = instantiate_model(compose_train(tmp_path, [f"model={model}", *SMALL.get(model, [])]).model).train()
+    trainable = [p for p in built.parameters() if p.requires_grad]
+    if not trainable:
+        assert type(built).training_step is not FERClassifier.training_step, "no weights to learn, no step of its own"
+        return
+    x, y = torch.rand(8, 1, 48, 48), torch.arange(8) % 7
+    loss = built.training_step((x, y), 0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    unreached = [n for n, p in built.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unreached, f"no gradient reaches {unreached[:5]}"
+    before = [p.detach().clone() for p in trainable]
+    optimizer = hydra.utils.instantiate(optimizer_config(built.hparams.optimizer, built.device),
+                                        params=built.parameters())  # as configure_optimizers builds it
+    optimizer.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, trainable))
+
+
 def test_the_exported_model_the_onnx_member_and_the_ensemble_answer_as_predictors(tmp_path):
     from fer.capabilities import Predictor
     from fer.classes import CLASS_NAMES, IMAGE_SIZE

@@ -6,6 +6,7 @@ export) with the CLI helpers."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,11 @@ from helpers import ROOT
 
 FLOORS = {  # module prefix -> floor; the longest matching prefix wins
     "fer": 0, "fer.classes": 0, "fer.errors": 0, "fer.tta": 0, "fer.devices": 0, "fer.capabilities": 0,
+    "fer.config_values": 0,
     "fer.runtime": 1,
     "fer.data": 2,
     "fer.models": 3,
-    "fer.tracking": 4,
+    "fer.tracking": 4, "fer.inference": 4,
     "fer.training": 5, "fer.predict": 5, "fer.audit": 5, "fer.cli": 5, "fer.export": 5,
 }
 
@@ -98,3 +100,16 @@ def test_modules_stay_small():
     big = {_module_name(p): n for p in (ROOT / "fer").rglob("*.py")
            if (n := len(p.read_text().splitlines())) > 300}
     assert not big, big
+
+
+# What would break silently on a Lightning or PyTorch upgrade, or hide what a model declares (fer.capabilities).
+_PRIVATE_LIBRARY_STATE = re.compile(
+    r"_schedule_phases|os\._exit\(|optim_step_progress|epoch_loop\.|\._results\b|_logger_connector|"
+    r"getattr\(.*?[\"'](onnx_exportable|onnx_refusal|train_augmentation|mirror_invariant|val_split_record)[\"']")
+
+
+def test_no_private_library_state_and_no_capability_probes():
+    """Private scheduler or loop fields, os._exit, and getattr probes of a model's declared capabilities."""
+    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in sorted((ROOT / "fer").rglob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if _PRIVATE_LIBRARY_STATE.search(line)]
+    assert not found, "\n".join(found)

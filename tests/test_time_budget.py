@@ -94,6 +94,7 @@ def test_onecycle_shrinks_to_the_epochs_that_fit_and_still_anneals(tmp_path, mon
     assert last["callbacks"]["TimeBudget"]["max_epochs"] == 5  # kept for resume
 
 
+@pytest.mark.slow  # a training per case; onecycle trains in the fast suite (CI runs the slow tests)
 def test_cosine_shrinks_and_a_slower_epoch_shortens_the_run_again(tmp_path, monkeypatch):
     # 5 s epochs: 11 of 12 fit in 58.2 s; 15 s epochs from the fourth on: shortened to 7, then 6 epochs
     last = _train(tmp_path, monkeypatch, [5.0, 5.0, 5.0, 15.0], ["model/optimizer=adamw", "model/scheduler=cosine"])
@@ -102,6 +103,7 @@ def test_cosine_shrinks_and_a_slower_epoch_shortens_the_run_again(tmp_path, monk
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-9)  # eta_min
 
 
+@pytest.mark.slow  # a training per case; onecycle trains in the fast suite (CI runs the slow tests)
 def test_slow_first_epochs_are_made_up_for_early_but_never_late(tmp_path, monkeypatch):
     """2 s epochs, then 1 s: the count first drops to what the slow epochs predict (29 of 60), then rises again with
     the faster ones while the first quarter of the budget lasts (to 55: the whole 58.2 s), and the stretched
@@ -117,6 +119,7 @@ def test_slow_first_epochs_are_made_up_for_early_but_never_late(tmp_path, monkey
     assert last["epoch"] == 28 and last["callbacks"]["TimeBudget"]["max_epochs"] == 29
 
 
+@pytest.mark.slow  # a training per case; onecycle trains in the fast suite (CI runs the slow tests)
 def test_no_budget_and_a_generous_one_change_nothing(tmp_path, monkeypatch):
     last = _train(tmp_path / "none", monkeypatch, [10.0], ["model/scheduler=cosine", "trainer.max_epochs=4"],
                   minutes="null")
@@ -126,6 +129,7 @@ def test_no_budget_and_a_generous_one_change_nothing(tmp_path, monkeypatch):
     assert last["global_step"] == 12 and last["callbacks"]["TimeBudget"]["max_epochs"] is None
 
 
+@pytest.mark.slow  # a training per case; onecycle trains in the fast suite (CI runs the slow tests)
 def test_csv_logger_keeps_every_epoch(tmp_path, monkeypatch):
     """logger=csv (machines without MLflow): each epoch's val/acc and learning rate in the run folder."""
     import pandas as pd

@@ -26,7 +26,10 @@ def _predict(model, x: torch.Tensor) -> np.ndarray:
         return model.predict_proba(x).numpy()
 
 
-@pytest.mark.parametrize("model_name", MODEL_NAMES)
+# one representative model trains in the fast suite; every model's training step is checked there without a Trainer
+# (tests/test_registry.py), and each model's whole tracked run here in -m slow
+@pytest.mark.parametrize("model_name", [m if m == "mlp" else pytest.param(m, marks=pytest.mark.slow)
+                                        for m in MODEL_NAMES])
 def test_one_epoch_mlflow_run_and_reload(model_name, tmp_path):
     """One tracked run per model: what MLflow holds (params, metrics, reports, the best checkpoint, the logged
     model) and that the saved checkpoint scores the test split exactly as the run reported, with and without TTA."""
@@ -156,6 +159,7 @@ def test_resume_after_kill_9_finishes_the_same_mlflow_run(tmp_path):
     assert torch.load(last, weights_only=True)["global_step"] == 3 * 2
 
 
+@pytest.mark.slow  # two trainings: ~12 s (CI runs the slow tests)
 def test_resume_needs_last_checkpoint_and_survives_a_lost_run_info(tmp_path, caplog):
     from mlflow.tracking import MlflowClient
 
@@ -257,8 +261,9 @@ def test_cli_mistakes_give_one_clear_message(args, message, code, tmp_path):
 
 
 @pytest.mark.parametrize("parts", [["model/optimizer=sgd", "model/scheduler=onecycle"],
-                                   ["model/optimizer=adamw", "model/scheduler=cosine"],
-                                   ["model.scheduler=null"]])
+                                   pytest.param(["model/optimizer=adamw", "model/scheduler=cosine"],
+                                                marks=pytest.mark.slow),
+                                   pytest.param(["model.scheduler=null"], marks=pytest.mark.slow)])
 def test_optimizer_and_scheduler_choices_train(parts, tmp_path):
     fast = [o for o in FAST if not o.startswith(("trainer.max_epochs", "+trainer.limit_train_batches"))]
     cfg = compose_train(tmp_path, ["model=mlp", "logger=none", *fast, "trainer.max_epochs=2",
@@ -335,7 +340,7 @@ def test_mlflow_says_finished_only_when_the_run_finished(tmp_path, monkeypatch):
     ckpt=best names its folder to resume."""
     import fer.training as training
     from fer.errors import UserError
-    from fer.predict.resolve import resolve_checkpoint
+    from fer.inference.resolve import resolve_checkpoint
     from mlflow.tracking import MlflowClient
 
     def broken(*args, **kwargs):

@@ -86,6 +86,7 @@ def test_bad_ema_settings_are_refused(kwargs):
         EMA(**kwargs)
 
 
+@pytest.mark.slow  # two trainings (CI runs the slow tests)
 def test_resume_continues_the_raw_weights_and_the_average(tmp_path, monkeypatch):
     """resume= of a run with the EMA: training goes on from the raw weights of last.ckpt (not the average saved as
     its state_dict), and the average goes on counting from where it was."""

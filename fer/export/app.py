@@ -37,7 +37,7 @@ def _sample(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 def _check_settings(cfg) -> None:
     from omegaconf import OmegaConf
 
-    from fer.predict.inputs import as_list
+    from fer.config_values import as_list
 
     if OmegaConf.is_missing(cfg, "ckpt") or len(as_list(cfg.ckpt)) != 1:
         raise UserError("which model? ckpt=PATH.ckpt, a train.py run folder, an MLflow run id, runs:/<id>, best or "
@@ -50,8 +50,8 @@ def _check_settings(cfg) -> None:
 
 def run_export(cfg) -> ExportResult:
     from fer.cli import silence_library_noise
-    from fer.predict.inputs import as_list
-    from fer.predict.resolve import resolve_checkpoint
+    from fer.config_values import as_list
+    from fer.inference.resolve import resolve_checkpoint
 
     silence_library_noise()
     _check_settings(cfg)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from fer.cli import check_recipe_for, require_numbers, silence_library_noise
 from fer.errors import UserError
-from fer.predict.inputs import as_list, face_detector, read_images, scan_faces, video_input
+from fer.config_values import as_list
+from fer.predict.inputs import face_detector, read_images, scan_faces, video_input
 from fer.predict.outputs import PredictResult, output_guard, write_faces, write_images, write_video
-from fer.predict.resolve import resolve_all
+from fer.inference.resolve import resolve_all
 from fer.runtime.table import check_label_format
 from fer.predict.summary import print_summary
 
@@ -169,7 +170,7 @@ def _engine(cfg, resolved, seconds: dict[str, float]):
         return model, score, "cpu (onnxruntime)", "/".join(kinds)  # "fp32", "int8", or a mixed ensemble's "fp32/int8"
 
     import fer.models.loading  # noqa: F401 - torch + Lightning: most of the start-up, timed on its own
-    from fer.predict.engine import predict_array, select_device, select_precision
+    from fer.inference.engine import predict_array, select_device, select_precision
     from fer.predict.ensemble import load_ensemble
 
     seconds["imports"] = time.perf_counter() - t

@@ -4,27 +4,14 @@ in photos. Everything here runs before torch is imported, so a wrong path fails 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from fer.config_values import as_list
 from fer.data.opened import OpenedData, open_data, open_data_config
 from fer.data.splits import PREDICT_SPLITS, choose_split
 from fer.errors import DataError, UserError
 from fer.runtime.table import IMAGE_COLUMNS, output_names
-
-
-def as_list(value: Any) -> list[str]:
-    """A config value that may be one path / name or a list of them."""
-    if value is None:
-        return []
-    if isinstance(value, (str, Path)):
-        return [str(value)] if str(value).strip() else []
-    try:
-        return [str(v) for v in value]
-    except TypeError:
-        return [str(value)]
 
 
 def submission_columns(source) -> tuple[str, str] | None:

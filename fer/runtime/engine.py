@@ -1,5 +1,5 @@
 """Probabilities for rows of a uint8 image array (a memory-mapped cache, or face crops) with an ONNX model: the
-numpy twin of fer.predict.engine, so that predict.py ckpt=model.onnx runs without torch."""
+numpy twin of fer.inference.engine, so that predict.py ckpt=model.onnx runs without torch."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fer.runtime.tta import tta_proba
 
 def row_batches(indices: np.ndarray, batch_size: int):
     """(start, rows) per batch of `indices`: rows a slice where the indices run contiguously, else the indices.
-    Shared with fer.predict.engine (numpy only, so the torch-free runtime can own it)."""
+    Shared with fer.inference.engine (numpy only, so the torch-free runtime can own it)."""
     for start in range(0, len(indices), batch_size):
         part = indices[start:start + batch_size]
         # a contiguous run of rows (the usual case: a split is stored together) is a view, not a gather

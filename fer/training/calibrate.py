@@ -39,7 +39,7 @@ def calibrate_checkpoint(path: str | Path, datamodule, device: torch.device, bf1
     """Fit T on the datamodule's val split for the checkpoint at `path` and store it there; None without a val
     split."""
     from fer.models.loading import load_model
-    from fer.predict.engine import predict_array
+    from fer.inference.engine import predict_array
 
     val = datamodule.idx.get("val")
     if val is None or len(val) == 0:
