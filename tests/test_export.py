@@ -66,7 +66,8 @@ def export(work: Path, ckpt, *overrides: str):
     return run_export(cfg)
 
 
-@pytest.mark.parametrize("model", NEURAL)
+# one representative model in the fast suite (every flow below exports it too), every model in -m slow
+@pytest.mark.parametrize("model", [m if m == "mlp" else pytest.param(m, marks=pytest.mark.slow) for m in NEURAL])
 def test_every_neural_model_exports_an_onnx_that_matches_its_checkpoint(model, trained, work):
     from fer.runtime import ExpressionModel
 

@@ -122,6 +122,21 @@ def test_checkpoints_of_the_2026_11_25_format_still_load(model):
         np.testing.assert_allclose(loaded.predict_proba(x).numpy(), expected[model], atol=1e-6)
 
 
+def test_svm_checkpoints_with_their_own_score_scale_score_the_same():
+    """An SVM checkpoint of 2026-12-06, before the SVM's own score scale (k, key "temperature") was folded into the
+    calibration every model shares: softmax(k * scores / T) then, softmax(scores / T') now, the same numbers."""
+    path = DATA / "svm_format_2026-12-06.ckpt"
+    state = torch.load(path, weights_only=True)["state_dict"]
+    assert float(state["temperature"]) == 2.0 and float(state["calibration_t"]) == pytest.approx(1.3)
+    loaded = load_model(path)
+    assert "temperature" not in loaded.state_dict()
+    images = np.load(DATA / "format_2026-11-25_expected.npz")["images"]
+    x = torch.from_numpy(images).float().div(255).unsqueeze(1)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.predict_proba(x).numpy(),
+                                   np.load(DATA / "svm_format_2026-12-06_expected.npz")["svm"], atol=1e-6)
+
+
 @pytest.fixture
 def probe_module(tmp_path, monkeypatch):
     """A module `probe` on the Python path that leaves a file behind when it is imported."""

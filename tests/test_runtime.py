@@ -204,7 +204,7 @@ def test_views_baked_into_the_graph_are_the_tta_views(tmp_path):
     np.testing.assert_array_equal(baked.predict_proba(x, tta=True), baked.predict_proba(x))  # never twice
 
 
-@pytest.mark.parametrize("views", ["none", "flip_shifts"])
+@pytest.mark.parametrize("views", ["none", pytest.param("flip_shifts", marks=pytest.mark.slow)])  # ~15 s
 def test_a_crop_model_exports_with_its_ten_crop_evaluation(views, tmp_path):
     """A model trained on 40x40 crops and evaluated by ten crops: the runtime, given 48x48 faces, answers what the
     checkpoint answers (with the same test-time views; the mirror view skipped, as ten crops already hold it)."""

@@ -1,5 +1,5 @@
 """The HOG + SVM model (fer.models.svm.HogSVM) through the same DataModule, Trainer and checkpoints as the
-neural models: one-epoch fit on un-augmented images, temperature-scaled SVC scores, checkpoint round trip."""
+neural models: one-epoch fit on un-augmented images, SVC scores as logits calibrated as every model's, checkpoint round trip."""
 
 from __future__ import annotations
 
@@ -99,9 +99,9 @@ def test_fits_once_in_exactly_one_epoch(trained):
     assert len(trained.recorder.images) == n_batches
     assert model.fit_info["svm_n_train"] == n_batches * 64
     assert Path(trained.ckpt).is_file()
-    assert 0.0 < float(model.temperature) < 1e3 and float(model.temperature) != 1.0  # fitted on val
-    assert {"val/acc", "val/loss", "train/acc", "val/temperature", "train/svm_fit_seconds"} <= set(trained.fit_metrics)
-    assert trained.fit_metrics["val/temperature"] == pytest.approx(float(model.temperature))
+    assert {"val/acc", "val/loss", "train/acc", "train/svm_fit_seconds"} <= set(trained.fit_metrics)
+    # one calibration convention: the shared temperature (fer.training.calibrate), no scale of the SVM's own
+    assert set(model.state_dict()) == {"class_weight", "calibration_t"} and "val/temperature" not in trained.fit_metrics
 
 
 def test_svm_saw_unaugmented_training_images(trained):
@@ -153,7 +153,6 @@ def test_checkpoint_round_trip_gives_identical_predictions(trained):
     assert isinstance(checkpoint[SKOPS_KEY], bytes) and LEGACY_PICKLE_KEY not in checkpoint
     loaded = load_model(trained.ckpt)
     assert isinstance(loaded, HogSVM) and loaded.fitted and not loaded.training
-    assert float(loaded.temperature) == float(trained.model.temperature)
     assert loaded.hparams.cell_sizes == trained.model.hparams.cell_sizes
     assert torch.equal(loaded.predict_proba(trained.x_test), trained.model.predict_proba(trained.x_test))
 
@@ -261,7 +260,7 @@ def test_hydra_config_builds_the_model():
 
 def test_logged_model_serves_the_fitted_svm(trained, tmp_path):
     """The run's MLflow model (fer.tracking.served_model, the same for every model) around the SVM checkpoint: its
-    labels are the SVC's own predictions, its probabilities the temperature-scaled ones of the checkpoint."""
+    labels are the SVC's own predictions, its probabilities the calibrated ones of the checkpoint."""
     import mlflow.pyfunc
     from mlflow.tracking import MlflowClient
 

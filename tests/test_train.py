@@ -232,15 +232,19 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert results["test/loss"] == pytest.approx(nll(probs, labels), rel=1e-4, abs=1e-5)  # padding copy not in it
 
 
+SLOW = pytest.mark.slow  # a train.py process each (~5 s): the fast suite runs one found before and one after Hydra
+
+
 @pytest.mark.parametrize("args,message,code", [
     (["model=cnn_dep"], "model=cnn_dep: no such model; choose one of cnn, cnn_deep, efficientnet, mlp, resnet, svm",
      2),  # ours: one line, exit code 2, shared parts (model/_base) not offered
-    (["model=_base"], "model=_base: no such model", 2),
-    (["model.dropuot=0.1"], "Could not override 'model.dropuot'", 1),  # Hydra's own message (exit code 1)
+    pytest.param(["model=_base"], "model=_base: no such model", 2, marks=SLOW),
+    pytest.param(["model.dropuot=0.1"], "Could not override 'model.dropuot'", 1, marks=SLOW),  # Hydra's own (exit 1)
     (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' is not a number", 2),
-    (["data=fer2013", "data.root=/nonexistent/fer"], "data.root=/nonexistent/fer: no such folder", 2),
-    (["data=fer2013"], "/data/fer2013: no such folder", 2),  # the default root, not there
-    (["resume=/nonexistent/run"], "resume=/nonexistent/run", 2),
+    pytest.param(["data=fer2013", "data.root=/nonexistent/fer"], "data.root=/nonexistent/fer: no such folder", 2,
+                 marks=SLOW),
+    pytest.param(["data=fer2013"], "/data/fer2013: no such folder", 2, marks=SLOW),  # the default root, not there
+    pytest.param(["resume=/nonexistent/run"], "resume=/nonexistent/run", 2, marks=SLOW),
 ])
 def test_cli_mistakes_give_one_clear_message(args, message, code, tmp_path):
     run_dir = tmp_path / "run"

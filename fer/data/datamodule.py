@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from fer.classes import NUM_CLASSES
+from fer.classes import IMAGE_SIZE, NUM_CLASSES
 from fer.data.augment import to_unit_float
 from fer.data.batches import BatchStream
 from fer.data.cache import ImageCache, open_cache
@@ -111,7 +111,7 @@ class FERDataModule(pl.LightningDataModule):
         indices = self.idx[part]
         device = self._device()
         use_device = self.on_device is True or (self.on_device == "auto" and device.type == "cuda")
-        if use_device and indices.size * 48 * 48 <= self.on_device_max_bytes:
+        if use_device and indices.size * IMAGE_SIZE * IMAGE_SIZE <= self.on_device_max_bytes:
             if part not in self._device_copies:
                 order = np.sort(indices)
                 images = torch.from_numpy(np.ascontiguousarray(self.cache.images[order])).to(device)

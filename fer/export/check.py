@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fer.classes import NUM_CLASSES
+
 MAX_ABS_DIFF = 1e-3  # probabilities, fp32
 MIN_AGREEMENT = 0.999  # share of images with the same top class
 
@@ -35,7 +37,7 @@ def torch_probabilities(model, images: np.ndarray, batch_size: int = 512, views:
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).float().div(255).unsqueeze(1)
             p = model.predict_proba(x) if flip_shift is None else model.tta_proba(x, *flip_shift)
             out.append(p.numpy())
-    return np.concatenate(out) if out else np.empty((0, 7), np.float32)
+    return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> Comparison:

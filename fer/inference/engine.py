@@ -14,7 +14,7 @@ import torch
 from fer.devices import native_bf16
 from fer.errors import UserError
 from fer.data.augment import to_unit_float
-from fer.runtime.engine import row_batches  # numpy only: shared with the torch-free runtime
+from fer.runtime.engine import score_rows  # numpy only: shared with the torch-free runtime
 
 log = logging.getLogger(__name__)
 
@@ -56,27 +56,13 @@ def predict_array(model, images: np.ndarray, indices: np.ndarray | None = None, 
                   tta_shift: int = 0, progress: bool = False) -> np.ndarray:
     """Probabilities [len(indices),7] float32 for images[indices] (all images when indices is None).
     `model` is anything with predict_proba(x) (a FERClassifier or an Ensemble)."""
-    if batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device)
-    indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
-    out = np.empty((len(indices), 7), dtype=np.float32)
-    bar = None
-    if progress and len(indices) > batch_size:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(indices), desc="predicting", unit="img", mininterval=0.5)
-    for start, sel in row_batches(indices, batch_size):
-        batch = torch.from_numpy(np.array(images[sel], copy=True))  # mmap views are read-only
-        x = to_unit_float(batch.to(device, non_blocking=True))
+    def score(batch: np.ndarray) -> np.ndarray:
+        # a copy: the batch may be a read-only view of a memory-mapped cache, which torch will not wrap
+        x = to_unit_float(torch.from_numpy(np.array(batch, copy=True)).to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            if tta:
-                probs = model.tta_proba(x, flip=True, shift=tta_shift)
-            else:
-                probs = model.predict_proba(x)
-        out[start:start + len(x)] = probs.float().cpu().numpy()
-        if bar is not None:
-            bar.update(len(x))
-    if bar is not None:
-        bar.close()
-    return out
+            probs = model.tta_proba(x, flip=True, shift=tta_shift) if tta else model.predict_proba(x)
+        return probs.float().cpu().numpy()
+
+    return score_rows(score, images, indices, batch_size, progress)

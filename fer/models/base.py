@@ -22,7 +22,6 @@ from fer.classes import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
 from fer.models.crops import random_crops, ten_crops, ten_crops_are_mirror_invariant
 from fer.tta import NAMED_VIEWS, tta_proba
 
-_MAX_MISCLASSIFIED_KEPT = 64
 CHECKPOINT_MODEL_KEY = "fer_model"  # the model's registered name, in every checkpoint
 CALIBRATION_KEY = "calibration_t"  # the buffer (state_dict key) holding the calibration temperature
 
@@ -77,12 +76,11 @@ class FERClassifier(pl.LightningModule):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         # with test_tta, the test split is also scored with test-time augmentation (test_tta/acc ...), so one
-        # run reports both; the plain test/ metrics, reports and misclassified images stay TTA-free
+        # run reports both; the plain test/ metrics and the reports (fer.training.test_outputs) stay TTA-free
         self.test_tta_metrics = metrics.clone(prefix="test_tta/")
         self.test_tta_views = NAMED_VIEWS[test_tta]
         self.test_recall = MulticlassRecall(NUM_CLASSES, average="none", **checked)
         self.test_ece = MulticlassCalibrationError(NUM_CLASSES, n_bins=15, norm="l1", **checked)
-        self.test_outputs: dict[str, Any] = {}
 
     # ---- to implement --------------------------------------------------------------------------------
     def build_net(self) -> nn.Module:
@@ -181,10 +179,8 @@ class FERClassifier(pl.LightningModule):
         self.log_dict(values, sync_dist=True)
         self.val_metrics.reset()
 
-    def on_test_epoch_start(self) -> None:
-        self.test_outputs = {"probs": [], "labels": [], "wrong_images": [], "wrong_labels": [], "wrong_preds": []}
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Scores a test batch; returns its calibrated probabilities (for callbacks: fer.training.test_outputs)."""
         x, y = batch
         probs = self.predict_proba(x)
         self.test_metrics.update(probs, y)
@@ -195,21 +191,7 @@ class FERClassifier(pl.LightningModule):
             tta_probs = self.tta_proba(x, *self.test_tta_views)
             self.test_tta_metrics.update(tta_probs, y)
             self._add_eval_loss("test_tta/loss", torch.log(tta_probs.clamp_min(1e-12)), y)
-        out = self.test_outputs
-        out["probs"].append(probs.cpu())
-        out["labels"].append(y.cpu())
-        # keep a few misclassified images of every true class (test splits are often sorted by class, so
-        # "the first 64" would all be angry)
-        wrong = ((probs.argmax(1) != y) & (y >= 0)).nonzero().flatten()
-        kept = torch.bincount(torch.cat(out["wrong_labels"]), minlength=NUM_CLASSES) if out["wrong_labels"] \
-            else torch.zeros(NUM_CLASSES, dtype=torch.long)
-        quota = _MAX_MISCLASSIFIED_KEPT // NUM_CLASSES
-        take = [i for c in range(NUM_CLASSES) for i in wrong[y[wrong] == c][: max(0, quota - int(kept[c]))].tolist()]
-        if take:
-            wrong = torch.tensor(take, device=y.device)
-            out["wrong_images"].append(x[wrong, 0].float().cpu())
-            out["wrong_labels"].append(y[wrong].cpu())
-            out["wrong_preds"].append(probs[wrong].argmax(1).cpu())
+        return probs
 
     def on_test_epoch_end(self) -> None:
         self.log_epoch_sums("test/loss", "test_tta/loss")
@@ -223,13 +205,6 @@ class FERClassifier(pl.LightningModule):
         self.test_metrics.reset()
         self.test_recall.reset()
         self.test_ece.reset()
-        out = {k: torch.cat(v) if v else torch.empty(0) for k, v in self.test_outputs.items()}
-        if self.trainer.world_size > 1:  # reports cover the whole test split, not rank 0's shard
-            for key in ("probs", "labels"):
-                out[key] = self.all_gather(out[key].to(self.device)).flatten(0, 1).cpu()
-        real = out["labels"] >= 0  # without the DDP padding: every test image once
-        out["probs"], out["labels"] = out["probs"][real], out["labels"][real]
-        self.test_outputs = {k: v.numpy() for k, v in out.items()}
 
     # ---- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -6,7 +6,7 @@ from torch import nn
 
 from fer.classes import NUM_CLASSES
 from fer.models.base import FERClassifier
-from fer.models.layers import conv_bn_relu
+from fer.models.layers import flat_width, linear_bn_relu, vgg_blocks
 from fer.models.registry import register_model
 
 
@@ -19,16 +19,11 @@ class CNN(FERClassifier):
         super().__init__(**kwargs)
 
     def build_net(self) -> nn.Module:
-        layers: list[nn.Module] = []
-        c_in, size = 1, self.net_input_size
-        for c in self.channels:
-            layers += conv_bn_relu(c_in, c) + [nn.MaxPool2d(2), nn.Dropout(self.conv_dropout)]
-            c_in, size = c, size // 2
+        layers = vgg_blocks(self.channels, 1, lambda: nn.Dropout(self.conv_dropout))
         layers.append(nn.Flatten())
-        width = c_in * size * size
+        width = flat_width(self.channels, self.net_input_size)
         for h in self.fc:
-            layers += [nn.Linear(width, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(inplace=True),
-                       nn.Dropout(self.fc_dropout)]
+            layers += linear_bn_relu(width, h, self.fc_dropout)
             width = h
         layers.append(nn.Linear(width, NUM_CLASSES))
         return nn.Sequential(*layers)

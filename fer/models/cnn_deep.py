@@ -7,7 +7,7 @@ from torch import nn
 
 from fer.classes import NUM_CLASSES
 from fer.models.base import FERClassifier
-from fer.models.layers import conv_bn_relu
+from fer.models.layers import flat_width, linear_bn_relu, vgg_blocks
 from fer.models.registry import register_model
 
 
@@ -20,17 +20,9 @@ class CNNDeep(FERClassifier):
         super().__init__(**kwargs)
 
     def build_net(self) -> nn.Module:
-        layers: list[nn.Module] = []
-        c_in, size = 1, self.net_input_size
-        for c in self.channels:
-            for _ in range(self.convs_per_block):
-                layers += conv_bn_relu(c_in, c)
-                c_in = c
-            layers.append(nn.MaxPool2d(2))
-            layers += [nn.Dropout2d(self.conv_dropout)] if self.conv_dropout else []
-            size //= 2
-        width = c_in * size * size
-        layers += [nn.Flatten(), nn.Dropout(self.fc_dropout), nn.Linear(width, self.fc, bias=False),
-                   nn.BatchNorm1d(self.fc), nn.ReLU(inplace=True), nn.Dropout(self.fc_dropout),
+        dropout = (lambda: nn.Dropout2d(self.conv_dropout)) if self.conv_dropout else None
+        layers = vgg_blocks(self.channels, self.convs_per_block, dropout)
+        layers += [nn.Flatten(), nn.Dropout(self.fc_dropout),
+                   *linear_bn_relu(flat_width(self.channels, self.net_input_size), self.fc, self.fc_dropout),
                    nn.Linear(self.fc, NUM_CLASSES)]
         return nn.Sequential(*layers)

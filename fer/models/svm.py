@@ -1,18 +1,18 @@
 """HOG features -> StandardScaler -> PCA -> SVC, as a FERClassifier so the Trainer, logging, checkpoints and
 predict path are the same as for the neural models.
 
-How it trains: one pass over the training batches (no optimiser, un-augmented images) collects HOG
-features; the sklearn pipeline is fitted once, when the first validation after that epoch starts (in
-Lightning validation runs before `on_train_epoch_end`); the validation set then fits a temperature for
-the SVC's one-vs-rest decision scores (softmax(T * scores) minimises the NLL), and training stops after
-that one epoch whatever `trainer.max_epochs` is.
+How it trains: one pass over the training batches (un-augmented images) collects HOG features; the sklearn
+pipeline is fitted once, at the epoch's last training batch, and training stops after that one epoch whatever
+`trainer.max_epochs` is. The fit counts as the run's one optimisation step (global_step 1), else ModelCheckpoint
+would never save. Single process only (DDP would fit one SVM per shard; refused).
 
-`forward` returns T * decision scores [B,7] as logits: predictions are the argmax of the SVC decision
-(SVC(break_ties=True), so `pipeline.predict` agrees), probabilities are softmax(logits).
+`forward` returns the SVC's one-vs-rest decision scores [B,7] as logits: predictions are the argmax of the SVC
+decision (SVC(break_ties=True), so `pipeline.predict` agrees). Probabilities are softmax(logits / T) with the
+calibration every model shares (fer.training.calibrate fits T on the val split after training).
 
-Checkpoints: the fitted pipeline is stored in a format whose loading cannot run code (fer.models.svm_storage);
-the temperature is a buffer in the state dict. The fit counts as the run's one optimisation step (global_step 1),
-else ModelCheckpoint would never save. Single process only (DDP would fit one SVM per shard; refused).
+Checkpoints: the fitted pipeline is stored in a format whose loading cannot run code (fer.models.svm_storage).
+Checkpoints written before 2026-12-06 also hold the SVM's own score scale k (state dict key "temperature",
+logits = k * scores), fitted on val during training; they load with it folded into the shared temperature.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from sklearn.svm import SVC
 from torch import nn
 
 from fer.classes import NUM_CLASSES
-from fer.models.base import FERClassifier
-from fer.models.calibration import fit_temperature
+from fer.models.base import CALIBRATION_KEY, FERClassifier
 from fer.models.hog import HogFeatures
 from fer.models.registry import register_model
 from fer.models.svm_storage import dump_pipeline, load_pipeline
@@ -65,16 +64,11 @@ class HogSVM(FERClassifier):
         # (Lightning's way for a subclass; rebuilding from a checkpoint gets the same None defaults)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.automatic_optimization = False
-        # the fitted softmax temperature; a buffer, so it travels in the state dict
-        self.register_buffer("temperature", torch.ones(()))
         self.hog = HogFeatures(**self.hog_settings)
         self.pipeline: Pipeline | None = None
         self.fit_info: dict[str, float] = {}
         self._train_features: list[np.ndarray] = []
         self._train_labels: list[np.ndarray] = []
-        self._val_scores: list[np.ndarray] = []
-        self._val_labels: list[np.ndarray] = []
-        self._temperature_pending = False
         self._train_sample: tuple[np.ndarray, np.ndarray] | None = None
 
     def build_net(self) -> nn.Module:
@@ -130,7 +124,7 @@ class HogSVM(FERClassifier):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scores = torch.from_numpy(np.asarray(self.decision_scores(x), dtype=np.float32)).to(x.device)
-        return scores * self.temperature.to(x.device, torch.float32)
+        return scores
 
     # ---- training: collect, then fit once --------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -182,23 +176,18 @@ class HogSVM(FERClassifier):
         log.info("HogSVM fitted on %d images (%d HOG features) in %.1fs, %d support vectors", len(labels),
                  features.shape[1], seconds, svc.n_support_.sum())
         self.pipeline = pipeline
-        self.temperature.fill_(1.0)
-        self._temperature_pending = True
-
-    def on_validation_epoch_start(self) -> None:
-        self._val_scores, self._val_labels = [], []
 
     def on_train_epoch_end(self) -> None:
-        if not self.fitted and self._train_features:  # no validation ran this epoch: fit now
+        if not self.fitted and self._train_features:  # the epoch ended before its announced last batch: fit now
             self.fit_pipeline()
         if self.fit_info:
             self.log_dict({f"train/{k}": v for k, v in self.fit_info.items()})
         if self.fitted and self._train_sample is not None:
-            # how well the SVM fits (a subsample of) its own training images, after the temperature is known
+            # how well the SVM fits (a subsample of) its own training images
             features, labels = self._train_sample
             self._train_sample = None
             scores = self._all_classes(self.pipeline[1:].decision_function(features))
-            logits = torch.from_numpy(scores.astype(np.float32)).to(self.device) * self.temperature
+            logits = torch.from_numpy(scores.astype(np.float32)).to(self.device)
             y = torch.from_numpy(labels).to(self.device)
             self.add_to_epoch("train/acc", (logits.argmax(1) == y).sum(), (y >= 0).sum())
             self.log("train/loss", self._loss(logits, y), batch_size=len(y))
@@ -206,34 +195,14 @@ class HogSVM(FERClassifier):
         if self.fitted:
             self.trainer.should_stop = True
 
-    # ---- validation: temperature -----------------------------------------------------------------------
+    # ---- validation -------------------------------------------------------------------------------------
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        if not self.fitted:  # sanity check before the fit
-            return None
-        x, y = batch
-        self._val_scores.append(self.decision_scores(x))
-        self._val_labels.append(y.detach().cpu().numpy())
-        return None
+        if self.fitted:  # not in Lightning's sanity check, before the fit
+            super().validation_step(batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_scores:
-            self.val_metrics.reset()
-            return
-        scores = np.concatenate(self._val_scores)
-        labels = np.concatenate(self._val_labels)
-        self._val_scores, self._val_labels = [], []
-        if self._temperature_pending:
-            weight = None if self.hparams.get("class_weighting", "none") == "none" else self.class_weight.cpu()
-            self.temperature.fill_(fit_temperature(scores, labels, weight))
-            self._temperature_pending = False
-            log.info("HogSVM temperature fitted on %d validation images: T=%.3f", len(labels),
-                     float(self.temperature))
-        logits = torch.from_numpy(scores.astype(np.float32)).to(self.device) * self.temperature
-        y = torch.from_numpy(labels).to(self.device)
-        self.val_metrics.update(logits, y)
-        self.log("val/loss", self._loss(logits, y), batch_size=len(y), sync_dist=True)
-        self.log("val/temperature", self.temperature.float(), sync_dist=True)
-        super().on_validation_epoch_end()
+        if self.fitted:
+            super().on_validation_epoch_end()
 
     # ---- checkpoints and export ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -244,4 +213,7 @@ class HogSVM(FERClassifier):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         self.pipeline = load_pipeline(checkpoint)
-        self._temperature_pending = False
+        state = checkpoint.get("state_dict", {})
+        if "temperature" in state:  # before 2026-12-06: softmax(k * scores / T) is softmax(scores / (T / k))
+            scale = state.pop("temperature")
+            state[CALIBRATION_KEY] = state.get(CALIBRATION_KEY, torch.ones(())) / scale

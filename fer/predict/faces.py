@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer.classes import IMAGE_SIZE
 from fer.data.bad_input import BadInputLog
 from fer.runtime.faces import Box, FaceDetector, draw_faces
 from fer.runtime.images import DEFAULT_MAX_PIXELS, decode_file
@@ -20,7 +21,7 @@ class FaceScan:
 
     photos: list[str] = field(default_factory=list)  # readable photos, in input order
     boxes: list[list[Box]] = field(default_factory=list)  # per photo
-    crops: np.ndarray = field(default_factory=lambda: np.empty((0, 48, 48), dtype=np.uint8))
+    crops: np.ndarray = field(default_factory=lambda: np.empty((0, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8))
     skipped: BadInputLog = field(default_factory=lambda: BadInputLog("skip"))
     detector: str = ""  # which detector found them
 

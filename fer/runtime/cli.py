@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from fer.classes import IMAGE_SIZE
 from fer.errors import DataError, UserError
 from fer.runtime.faces import DETECTORS, FaceDetector
 from fer.runtime.table import IMAGE_COLUMNS, LABEL_FORMATS
@@ -130,7 +131,7 @@ def _classify(args: argparse.Namespace) -> int:
         scan = _scan(model, detector, list_inputs(args.inputs), args.mode, args.skip_bad)
         if not scan.files:
             raise DataError(f"none of the {len(scan.skipped)} input file(s) could be read")
-        crops = np.stack(scan.crops) if scan.crops else np.empty((0, 48, 48), np.uint8)
+        crops = np.stack(scan.crops) if scan.crops else np.empty((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
         probs = model.predict_proba(crops, tta=args.tta)
         names = output_names([str(f) for f in scan.files])
         if all(scan.whole):  # face crops only: one row per image

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from fer.classes import CLASS_NAMES
+from fer.classes import CLASS_NAMES, NUM_CLASSES
 from fer.errors import DataError, UserError
 from fer.runtime.atomic import Staged, reporting_target_faults
 
@@ -197,7 +197,7 @@ def classify_video(predict: Callable[[np.ndarray], np.ndarray], spec: str, every
             stats.frames_sampled += 1
             boxes, crops = detector.faces(frame)
             tracks = tracker.update(boxes, stats.frames_sampled)
-            probs = predict(crops) if boxes else np.empty((0, 7))
+            probs = predict(crops) if boxes else np.empty((0, NUM_CLASSES))
             shown = []
             for box, track, p in zip(boxes, tracks, probs):
                 track.probs = p if track.probs is None or not smooth else smooth * track.probs + (1 - smooth) * p

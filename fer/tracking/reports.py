@@ -18,7 +18,8 @@ def per_class_report(labels: np.ndarray, preds: np.ndarray) -> pd.DataFrame:
 
 
 def write_test_reports(outputs: dict, out_dir: Path) -> dict[str, Path]:
-    """From a model's test_outputs (probs, labels, wrong_*), write the report files; returns name -> path."""
+    """From the test outputs (probs, labels, wrong_*: fer.training.test_outputs), write the report files; returns
+    name -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     labels, probs = outputs["labels"], outputs["probs"]
     preds = probs.argmax(1)

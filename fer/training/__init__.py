@@ -27,6 +27,7 @@ from fer.tracking.reports import write_test_reports
 from fer.models.size import size_line
 from fer.runtime.metadata import SYNTHETIC
 from fer.training.calibrate import calibrate_checkpoint
+from fer.training.test_outputs import TestOutputs
 from fer.tracking.run_folder import CONFIG, HYDRA_CONFIG, REPORTS, RESULTS, RunFolder, RunInfo
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,10 @@ def _check_resumable(last: Path, cfg: DictConfig, given: str) -> None:
                         f"asks for {wanted.__name__} ({cfg.model._target_}): was .hydra/config.yaml edited?")
 
 
-def instantiate_trainer(cfg: DictConfig, loggers: list) -> pl.Trainer:
-    """The Trainer with the config's callbacks, less those Lightning refuses in this setting."""
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+def instantiate_trainer(cfg: DictConfig, loggers: list, *extra: pl.Callback) -> pl.Trainer:
+    """The Trainer with the config's callbacks (and `extra`, the flow's own), less those Lightning refuses in this
+    setting."""
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + list(extra)
     if not loggers:  # LearningRateMonitor refuses to run without a logger; with logger=none it has nothing to do
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress bar callback then
@@ -163,7 +165,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     loggers = _loggers(cfg, run_info, f"{model_name}-{datamodule.name}-{time.strftime('%m%d-%H%M%S')}")
     mlflow_logger = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
     record = RunRecord.of_logger(mlflow_logger) if mlflow_logger is not None else None
-    trainer = instantiate_trainer(cfg, loggers)
+    test_outputs = TestOutputs()  # what the reports are drawn from
+    trainer = instantiate_trainer(cfg, loggers, test_outputs)
 
     if trainer.is_global_zero:  # other DDP ranks have no MLflow run of their own: they must not overwrite this
         if record is not None and not (run_info and run_info.mlflow_run_id):
@@ -176,7 +179,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         _audit(cfg, datamodule, folder, record)
 
     try:
-        results = _fit_and_report(cfg, trainer, model, datamodule, folder, record, ckpt_path)
+        results = _fit_and_report(cfg, trainer, model, datamodule, folder, record, ckpt_path, test_outputs)
     except BaseException:
         if record is not None and trainer.is_global_zero:
             record.end("FAILED")  # calibration, test or reports did not finish: the store must not say FINISHED
@@ -187,7 +190,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 
 
 def _fit_and_report(cfg: DictConfig, trainer: pl.Trainer, model: pl.LightningModule, datamodule, folder: RunFolder,
-                    record: RunRecord | None, ckpt_path: str | None) -> dict[str, float]:
+                    record: RunRecord | None, ckpt_path: str | None, test_outputs: TestOutputs) -> dict[str, float]:
     """Fit, calibrate the best checkpoint, test it, write the reports and the MLflow record."""
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -224,7 +227,7 @@ def _fit_and_report(cfg: DictConfig, trainer: pl.Trainer, model: pl.LightningMod
         record.log_fit(fit_seconds, sum(p.numel() for p in model.parameters()), datamodule.dedup_report)
         if best:
             record.log_best_checkpoint(best)
-    files = write_test_reports(model.test_outputs, folder.file(REPORTS)) if tested else {}
+    files = write_test_reports(test_outputs.outputs, folder.file(REPORTS)) if tested else {}
     if calibration is not None:
         files["reliability"] = plot_reliability(calibration.probs_before, calibration.probs_after, calibration.labels,
                                                 folder.file(REPORTS) / "reliability_val.png",
