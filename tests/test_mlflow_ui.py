@@ -65,7 +65,9 @@ def test_dom_check_tells_runs_table_from_genai_view():
                 '<a href="#/experiments/1/models?workflowType=machine_learning">Models</a>'
                 '<div data-testid="sort-header-Run Name">Run Name</div><a>mlp-synthetic-1</a></body></html>')
     assert check(runs_dom, "1", ["mlp-synthetic-1"]) == []
-    assert any("missing" in p for p in check(runs_dom, "1", ["cnn-synthetic-2"]))
+    # a run name that is not there fails the check with a clear message (check_ui raises it as UICheckError; a
+    # second server start to see it there cost ~30 s of the slow tier)
+    assert "runs missing from the table: cnn-synthetic-2" in check(runs_dom, "1", ["cnn-synthetic-2"])
     genai_dom = ('<html><head><title>Overview - Experiment 1 - MLflow</title></head><body>'
                  '<a href="#/experiments/1/traces?workflowType=genai">Traces</a><span>Observability</span>'
                  '</body></html>')
@@ -94,7 +96,3 @@ def test_mlflow_ui_renders_runs_table(tmp_path):
     assert "artifacts/reports/confusion_matrix.png" in result.run_url
     for png in (shot, tmp_path / "run.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-
-    # a run name that is not there fails the check with a clear message (and the server is stopped again)
-    with pytest.raises(script.UICheckError, match="runs missing from the table: no-such-run"):
-        script.check_ui(uri, "fer", expect_runs=["no-such-run"], attempts=1)
