@@ -73,7 +73,8 @@ def write_summary(out_dir, title, cache, settings, counts, seconds, balance, spl
     lines += ["## Method", "",
               "* Exact duplicates: identical decoded pixels (64-bit blake2b of the 2304 bytes, verified byte for "
               "byte).",
-              f"* Near duplicates: 63-bit DCT perceptual hash of the central {IMAGE_SIZE - 2 * settings.max_shift}px crop, "
+              "* Near duplicates: 63-bit DCT perceptual hash of the central "
+              f"{IMAGE_SIZE - 2 * settings.max_shift}px crop, "
               f"matched at every shift up to {settings.max_shift}px; Hamming distance <= "
               f"{settings.near_threshold}; pairs of identical images are not counted again. `pixel_corr` in "
               "findings.csv is the correlation of the aligned crops (same photo: mostly > 0.8).",

@@ -5,7 +5,6 @@ calibrated probabilities."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 
 from fer.models.base import CALIBRATION_KEY
 from fer.models.calibration import expected_calibration_error, fit_temperature, temper
+from fer.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,8 @@ def calibrate_checkpoint(path: str | Path, datamodule, device: torch.device, bf1
     after = temper(probs, temperature)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     checkpoint["state_dict"][CALIBRATION_KEY] = torch.tensor(temperature, dtype=torch.float32)
-    tmp = Path(f"{path}.calibrating")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)  # never a half-written checkpoint
+    with atomic_path(path) as tmp:  # never a half-written checkpoint
+        torch.save(checkpoint, tmp)
     result = Calibration(temperature, expected_calibration_error(probs, labels), expected_calibration_error(after, labels),
                          _nll(probs, labels), _nll(after, labels), len(labels), probs, after, labels)
     log.info("calibrated on %d val images: T=%.3f, ECE %.4f -> %.4f, NLL %.4f -> %.4f", len(labels), temperature,

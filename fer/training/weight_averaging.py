@@ -14,7 +14,6 @@ EMAWeightAveraging launches one or more per tensor, which a launch-bound GPU ste
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, WeightAveraging
 from pytorch_lightning.trainer.states import TrainerFn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from fer.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ def drop_raw_weights(path: str | Path) -> None:
         return
     for key in RAW_KEYS:
         checkpoint.pop(key, None)
-    tmp = Path(f"{path}.slimming")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
     log.debug("%s: averaged weights only (the raw ones stay in last.ckpt for resume=)", path)
