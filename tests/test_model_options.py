@@ -163,11 +163,11 @@ def test_ensemble_tta_is_the_mixture_of_its_members_tta():
 def test_predict_summary_names_the_tta_views_each_model_ran():
     """predict.py's summary says when the mirror view was skipped (each model's tta_proba), and for which
     members of an ensemble: "tta flip" alone would claim a view that never ran."""
-    from types import SimpleNamespace
-
+    from fer.predict.settings import Scoring
     from fer.predict.summary import describe_tta
 
-    flip, shifts, off = (SimpleNamespace(tta=t, tta_shifts=s) for t, s in ((True, False), (True, True), (False, True)))
+    flip, shifts, off = (Scoring("cpu", "fp32", 64, None, tta=t, tta_shifts=s, tta_shift=2, progress=False)
+                         for t, s in ((True, False), (True, True), (False, True)))
     assert describe_tta(off, ["cnn_deep"], [True]) == "off"
     assert describe_tta(flip, ["mlp"], [False]) == "flip"
     assert describe_tta(flip, ["cnn_deep"], [True]) == "flip; mirror view skipped: ten crops include it"

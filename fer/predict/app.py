@@ -10,8 +10,9 @@ from pathlib import Path
 from fer.cli import check_recipe_for, require_numbers, silence_library_noise
 from fer.errors import UserError
 from fer.config_values import as_list
-from fer.predict.inputs import face_detector, read_images, scan_faces, video_input
-from fer.predict.outputs import PredictResult, output_guard, write_faces, write_images, write_video
+from fer.predict.inputs import read_images, scan_faces, video_input
+from fer.predict.outputs import PredictResult, write_faces, write_images, write_video
+from fer.predict.settings import PredictSettings, Scoring
 from fer.inference.resolve import resolve_all
 from fer.runtime.table import check_label_format
 from fer.predict.summary import print_summary
@@ -25,8 +26,9 @@ _NUMERIC_KEYS = ("batch_size", "num_threads", "tta_shift", "max_image_pixels", "
                  "video_every", "video_fps", "video_smooth", "video_max_frames")
 
 
-def _check_call(cfg) -> tuple[str | list[float], list[str]]:
-    """Everything about the call itself, before anything is read: (ensemble weights choice, input= paths)."""
+def _check_call(cfg) -> tuple[PredictSettings, str | list[float], list[str]]:
+    """Everything about the call itself, before anything is read: (the settings, ensemble weights choice, input=
+    paths)."""
     from omegaconf import OmegaConf
 
     from fer.predict.ensemble import parse_ensemble_weights
@@ -39,16 +41,17 @@ def _check_call(cfg) -> tuple[str | list[float], list[str]]:
     check_label_format(cfg.label_format)
     if cfg.tta_shift < 0:
         raise UserError(f"tta_shift must be >= 0 pixels, got {cfg.tta_shift}")
+    settings = PredictSettings.from_config(cfg)
     weights_choice = parse_ensemble_weights(cfg.get("ensemble_weights"), len(as_list(cfg.ckpt)))
     inputs = as_list(cfg.get("input"))
-    if cfg.face_detect and not inputs:
+    if settings.face_detect and not inputs:
         raise UserError("face_detect=true needs photos: input=photo.jpg, input=FOLDER or input=[a.jpg,b.jpg]")
     # a file we may not replace is refused now, not after minutes of reading and predicting (checked again on write)
-    guard = output_guard(cfg)
-    guard.check(Path(cfg.output), "output")
-    if cfg.get("annotate_video"):
-        guard.check(Path(cfg.annotate_video), "annotate_video")
-    return weights_choice, inputs
+    guard = settings.outputs.guard()
+    guard.check(settings.outputs.csv, "output")
+    if settings.outputs.annotate_video is not None:
+        guard.check(settings.outputs.annotate_video, "annotate_video")
+    return settings, weights_choice, inputs
 
 
 def run_predict(cfg, started: float | None = None) -> PredictResult:
@@ -56,7 +59,8 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     t_start = time.perf_counter()
     seconds: dict[str, float] = {"start-up": t_start - started} if started else {}
     silence_library_noise()
-    weights_choice, inputs = _check_call(cfg)
+    settings, weights_choice, inputs = _check_call(cfg)
+    reading, scoring = settings.reading, settings.scoring
 
     # everything that can be wrong with the call is checked before torch and Lightning are imported (seconds):
     # checkpoints exist and are zip files, the images are listed (and cached), faces found
@@ -71,10 +75,11 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     if video is not None:
         data = video
     else:
-        data = scan_faces(cfg, inputs) if cfg.face_detect else read_images(cfg, inputs)
-    seconds["faces" if cfg.face_detect else "data"] = time.perf_counter() - t
+        data = scan_faces(settings.faces, reading, inputs) if settings.face_detect else \
+            read_images(reading, cfg.data, inputs)
+    seconds["faces" if settings.face_detect else "data"] = time.perf_counter() - t
 
-    model, score, device, precision = _engine(cfg, resolved, seconds)
+    model, score, device, precision = _engine(scoring, resolved, seconds)
     _warn_if_synthetic(model, resolved)
     from fer.predict.ensemble import fit_weights_on_val
 
@@ -89,23 +94,24 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
         # the val split of the training data config; its cache is open already unless the images came from input=
         from fer.data.opened import open_data_config
 
-        train_data = data.data if not (cfg.face_detect or inputs) else \
-            open_data_config(cfg.data, on_bad_image=cfg.on_bad_image, progress=cfg.progress)
+        train_data = data.data if not (settings.face_detect or inputs) else \
+            open_data_config(cfg.data, on_bad_image=reading.on_bad_image, progress=reading.progress)
         weights_info = fit_weights_on_val(model, [r.spec for r in resolved], train_data, score)
         seconds["weights on val"] = time.perf_counter() - t
 
-    def predict(images, rows=None, progress=cfg.progress):
+    def predict(images, rows=None, progress=scoring.progress):
         return model.calibrated(score(model, images, rows, progress))
 
     t = time.perf_counter()
     if video is not None:
-        result = _video(cfg, video, lambda crops: predict(crops, progress=False), seconds)
+        result = _video(settings, video, lambda crops: predict(crops, progress=False), seconds)
     else:
-        probs = predict(data.crops, progress=False) if cfg.face_detect else predict(data.data.cache.images, data.idx)
+        probs = predict(data.crops, progress=False) if settings.face_detect else \
+            predict(data.data.cache.images, data.idx)
         seconds["predict"] = time.perf_counter() - t
         t = time.perf_counter()
-        result = write_faces(cfg, data, probs, seconds) if cfg.face_detect else \
-            write_images(cfg, data, probs, seconds)
+        result = write_faces(settings.outputs, data, probs, seconds) if settings.face_detect else \
+            write_images(settings.outputs, data, probs, seconds)
         seconds["csv"] = time.perf_counter() - t
     result.seconds["total"] = time.perf_counter() - t_start + seconds.get("start-up", 0.0)
     result.extra.update(device=device, precision=precision, models=[r.describe() for r in resolved],
@@ -114,7 +120,7 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     if weights_info:
         result.extra["ensemble_weights"] = dict(weights_info, members=[r.spec for r in resolved],
                                                 weights=list(model.weights))
-    print_summary(cfg, result)
+    print_summary(settings, result)
     return result
 
 
@@ -127,32 +133,31 @@ def _warn_if_synthetic(model, resolved) -> None:
             log.warning("%s: %s", r.spec, SYNTHETIC_WARNING)
 
 
-def _video(cfg, video, predict, seconds: dict[str, float]) -> PredictResult:
+def _video(settings: PredictSettings, video, predict, seconds: dict[str, float]) -> PredictResult:
     """input=<video> / camera:N: the sampled frames' faces, classified frame by frame, followed by id."""
     from fer.runtime.video import VideoStats, classify_video
 
     stats = VideoStats()
-    annotate = Path(cfg.annotate_video).expanduser() if cfg.get("annotate_video") else None
+    annotate, every = settings.outputs.annotate_video, settings.video
     guard = None
     if annotate is not None:
-        guard = output_guard(cfg)
+        guard = settings.outputs.guard()
         guard.check(annotate, "annotate_video")
-    rows = list(classify_video(predict, video.spec, cfg.video_every, cfg.get("video_fps"), face_detector(cfg),
-                               cfg.video_smooth, cfg.get("video_max_frames"), annotate, stats))
+    rows = list(classify_video(predict, video.spec, every.every, every.fps, settings.faces.build(), every.smooth,
+                               every.max_frames, annotate, stats))
     if guard is not None:
         guard.record(annotate)
     seconds["video"] = stats.seconds
     t = time.perf_counter()
-    result = write_video(cfg, video.spec, rows, stats, seconds)
+    result = write_video(settings.outputs, video.spec, rows, stats, seconds)
     seconds["csv"] = time.perf_counter() - t
     return result
 
 
-def _engine(cfg, resolved, seconds: dict[str, float]):
+def _engine(scoring: Scoring, resolved, seconds: dict[str, float]):
     """(the model, score(predictor, images, rows) -> probabilities, device text, precision text). Exported ONNX
     models only: onnxruntime on numpy, and torch is never imported; any checkpoint: the torch engine (ONNX members
     join it through onnxruntime)."""
-    tta_shift = cfg.tta_shift if cfg.tta_shifts else 0
     t = time.perf_counter()
     if all(r.is_onnx for r in resolved):
         from fer.predict.ensemble import load_onnx_ensemble
@@ -160,11 +165,11 @@ def _engine(cfg, resolved, seconds: dict[str, float]):
 
         seconds["imports"] = time.perf_counter() - t
         t = time.perf_counter()
-        model = load_onnx_ensemble([r.path for r in resolved], cfg.get("num_threads"))
+        model = load_onnx_ensemble([r.path for r in resolved], scoring.num_threads)
         seconds["model load"] = time.perf_counter() - t
 
-        def score(predictor, images, rows=None, progress=cfg.progress):
-            return predict_rows(predictor, images, rows, cfg.batch_size, cfg.tta, tta_shift, progress)
+        def score(predictor, images, rows=None, progress=scoring.progress):
+            return predict_rows(predictor, images, rows, scoring.batch_size, scoring.tta, scoring.shift, progress)
 
         kinds = sorted({"fp32" if m.info.quantized == "none" else m.info.quantized for m in model.models})
         return model, score, "cpu (onnxruntime)", "/".join(kinds)  # "fp32", "int8", or a mixed ensemble's "fp32/int8"
@@ -174,17 +179,18 @@ def _engine(cfg, resolved, seconds: dict[str, float]):
     from fer.predict.ensemble import load_ensemble
 
     seconds["imports"] = time.perf_counter() - t
-    if cfg.get("num_threads"):
+    if scoring.num_threads:
         import torch
 
-        torch.set_num_threads(int(cfg.num_threads))
-    device = select_device(cfg.device)
-    dtype = select_precision(cfg.precision, device)
+        torch.set_num_threads(int(scoring.num_threads))
+    device = select_device(scoring.device)
+    dtype = select_precision(scoring.precision, device)
     t = time.perf_counter()
     model = load_ensemble([r.path for r in resolved], device)
     seconds["model load"] = time.perf_counter() - t
 
-    def score(predictor, images, rows=None, progress=cfg.progress):
-        return predict_array(predictor, images, rows, cfg.batch_size, device, dtype, cfg.tta, tta_shift, progress)
+    def score(predictor, images, rows=None, progress=scoring.progress):
+        return predict_array(predictor, images, rows, scoring.batch_size, device, dtype, scoring.tta, scoring.shift,
+                             progress)
 
     return model, score, str(device), "bf16" if dtype is not None else "fp32"

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer.config_values import as_list
 from fer.data.opened import OpenedData, open_data, open_data_config
 from fer.data.splits import PREDICT_SPLITS, choose_split
 from fer.errors import DataError, UserError
+from fer.predict.settings import Faces, Reading
 from fer.runtime.table import IMAGE_COLUMNS, output_names
 
 
@@ -30,23 +30,21 @@ class Images:
     columns: tuple[str, ...]
 
 
-def read_images(cfg, inputs: list[str]) -> Images:
-    """The images to predict, through the cache: input= files/folders, or a split of the data config's data."""
+def read_images(reading: Reading, data_cfg, inputs: list[str]) -> Images:
+    """The images to predict, through the cache: input= files/folders, or a split of the data config's data
+    (`data_cfg`, conf/data/)."""
     from fer.data.sources import ImageListSource
 
     if inputs:
-        data = open_data(ImageListSource(paths=inputs), cfg.data.cache_dir, on_bad_image=cfg.on_bad_image,
-                         progress=cfg.progress, max_image_pixels=cfg.max_image_pixels)
+        data = open_data(ImageListSource(paths=inputs), data_cfg.cache_dir, on_bad_image=reading.on_bad_image,
+                         progress=reading.progress, max_image_pixels=reading.max_image_pixels)
         columns = IMAGE_COLUMNS
     else:
-        data = open_data_config(cfg.data, on_bad_image=cfg.on_bad_image, progress=cfg.progress,
-                                max_image_pixels=cfg.max_image_pixels)
+        data = open_data_config(data_cfg, on_bad_image=reading.on_bad_image, progress=reading.progress,
+                                max_image_pixels=reading.max_image_pixels)
         columns = submission_columns(data.source) or IMAGE_COLUMNS
-    if cfg.get("columns"):
-        columns = tuple(as_list(cfg.columns))
-        if len(columns) != 2:
-            raise UserError(f"columns={list(columns)}: give two names, e.g. columns=[id,label]")
-    split = choose_split(data.cache, "auto" if inputs else cfg.split, PREDICT_SPLITS)
+    columns = reading.columns or columns
+    split = choose_split(data.cache, "auto" if inputs else reading.split, PREDICT_SPLITS)
     if split is None:
         raise UserError(f"nothing to predict: the data has no predict or test split (splits: "
                         f"{', '.join(data.cache.split_names)}); name one with split=..., or give images with input=PATH")
@@ -55,21 +53,13 @@ def read_images(cfg, inputs: list[str]) -> Images:
     return Images(data, split, idx, output_names([names_all[i] for i in idx]), tuple(columns))
 
 
-def face_detector(cfg):
-    from fer.runtime.faces import FaceDetector
-
-    return FaceDetector(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
-                        cfg.face_max_side, cfg.face_score_threshold, cfg.face_margin, cfg.face_align,
-                        cfg.face_upscale)
-
-
-def scan_faces(cfg, inputs: list[str]):
+def scan_faces(faces: Faces, reading: Reading, inputs: list[str]):
     """face_detect=true: the photos of input=, their face boxes and 48x48 crops (fer.predict.faces.FaceScan)."""
     from fer.data.sources import ImageListSource
     from fer.predict.faces import scan_photos
 
     photos = ImageListSource(paths=inputs).manifest().names  # files and folders listed as for predict
-    scan = scan_photos(photos, face_detector(cfg), cfg.on_bad_image, cfg.progress, cfg.max_image_pixels)
+    scan = scan_photos(photos, faces.build(), reading.on_bad_image, reading.progress, reading.max_image_pixels)
     if not scan.photos:
         raise DataError(f"none of the {len(photos)} photo(s) could be read; see the messages above")
     return scan

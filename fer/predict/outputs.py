@@ -11,7 +11,7 @@ import numpy as np
 
 from fer.classes import CLASS_NAMES, NUM_CLASSES
 from fer.models.calibration import expected_calibration_error
-from fer.runtime.output_guard import OutputGuard
+from fer.predict.settings import Outputs
 from fer.runtime.table import face_table, output_names, prediction_table, video_table, write_csv_atomic
 
 
@@ -35,11 +35,6 @@ class PredictResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def output_guard(cfg) -> OutputGuard:
-    """What predict.py may replace: its own earlier outputs, or anything with overwrite=true."""
-    return OutputGuard(Path(cfg.paths.cache_dir) / "outputs.json", cfg.get("overwrite", False))
-
-
 def _metrics(labels: np.ndarray, preds: np.ndarray) -> tuple[float, float]:
     """Accuracy and macro-F1 over the classes that occur in labels or predictions (scikit-learn's definition with
     zero_division=0), in numpy: the ONNX path imports neither torch nor scikit-learn."""
@@ -57,19 +52,19 @@ def _counts(preds: np.ndarray) -> dict[str, int]:
     return {CLASS_NAMES[i]: int(n[i]) for i in range(NUM_CLASSES)}
 
 
-def write_images(cfg, data, probs: np.ndarray, seconds: dict[str, float]) -> PredictResult:
+def write_images(outputs: Outputs, data, probs: np.ndarray, seconds: dict[str, float]) -> PredictResult:
     """One row per image (`data`: fer.predict.inputs.Images), sorted by name, with accuracy when labelled."""
     names, idx, cache = data.names, data.idx, data.data.cache
-    header, rows = prediction_table(names, probs, data.columns, cfg.label_format, cfg.probabilities)
+    header, rows = prediction_table(names, probs, data.columns, outputs.label_format, outputs.probabilities)
     if len(rows) != len(idx):  # never a submission that silently lost images
         raise RuntimeError(f"{len(rows)} CSV rows for {len(idx)} predicted images")
-    written = write_csv_atomic(cfg.output, header, rows, output_guard(cfg))
+    written = write_csv_atomic(outputs.csv, header, rows, outputs.guard())
     if written != len(idx):
         raise RuntimeError(f"wrote {written} CSV rows for {len(idx)} predicted images")
 
     order = np.argsort(np.asarray(names, dtype=object), kind="stable")
     preds = probs.argmax(1) if len(probs) else np.empty(0, dtype=np.int64)
-    result = PredictResult(output=Path(cfg.output), names=[names[i] for i in order], probs=probs[order],
+    result = PredictResult(output=outputs.csv, names=[names[i] for i in order], probs=probs[order],
                            counts=_counts(preds), seconds=seconds,
                            images_per_s=len(idx) / max(seconds["predict"], 1e-9), split=data.split, rows=written,
                            skipped=int(cache.info.get("skipped", 0)), resized=int(cache.info.get("resized", 0)),
@@ -84,30 +79,30 @@ def write_images(cfg, data, probs: np.ndarray, seconds: dict[str, float]) -> Pre
     return result
 
 
-def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> PredictResult:
+def write_faces(outputs: Outputs, scan, probs: np.ndarray, seconds: dict[str, float]) -> PredictResult:
     """One row per face (`scan`: fer.predict.faces.FaceScan), left to right in each photo; a row for a photo
     without one. Optionally annotated copies of the photos."""
     from fer.predict.faces import annotate_photo, annotated_path
 
     shown = output_names(scan.photos)
     starts = np.cumsum([0] + [len(b) for b in scan.boxes])
-    header, rows = face_table(shown, scan.boxes, probs, cfg.label_format, cfg.probabilities)
+    header, rows = face_table(shown, scan.boxes, probs, outputs.label_format, outputs.probabilities)
     order = sorted(range(len(scan.photos)), key=lambda k: shown[k])  # the CSV's order
     row_names = [f"{shown[p]}#{f}" for p in order for f in range(len(scan.boxes[p]))]
     row_probs = [probs[starts[p] + f] for p in order for f in range(len(scan.boxes[p]))]
     no_face = sum(1 for b in scan.boxes if not b)
     if len(rows) != scan.n_faces + no_face:
         raise RuntimeError(f"{len(rows)} CSV rows for {scan.n_faces} faces and {no_face} photos without one")
-    guard = output_guard(cfg)
-    written = write_csv_atomic(cfg.output, header, rows, guard)
+    guard = outputs.guard()
+    written = write_csv_atomic(outputs.csv, header, rows, guard)
     skipped_file = None
     if len(scan.skipped):
-        out = Path(cfg.output).expanduser()
+        out = outputs.csv.expanduser()
         skipped_file = out.with_name(f"{out.stem}_skipped.csv")
         write_csv_atomic(skipped_file, ["file", "reason"], scan.skipped.entries, guard, "output (skipped list)")
     annotated = []
-    if cfg.get("annotate"):
-        folder = Path(cfg.annotate).expanduser()
+    if outputs.annotate is not None:
+        folder = outputs.annotate
         for p, photo in enumerate(scan.photos):
             target = annotated_path(folder / shown[p])
             guard.check(target, "annotate")
@@ -116,7 +111,7 @@ def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> Pred
             annotated.append(str(drawn))
 
     stacked = np.stack(row_probs) if row_probs else np.empty((0, NUM_CLASSES), dtype=np.float32)
-    result = PredictResult(output=Path(cfg.output), names=row_names, probs=stacked,
+    result = PredictResult(output=outputs.csv, names=row_names, probs=stacked,
                            counts=_counts(stacked.argmax(1) if len(stacked) else np.empty(0, dtype=np.int64)),
                            seconds=seconds, images_per_s=scan.n_faces / max(seconds["predict"], 1e-9),
                            rows=written, skipped=len(scan.skipped),
@@ -126,17 +121,17 @@ def write_faces(cfg, scan, probs: np.ndarray, seconds: dict[str, float]) -> Pred
     return result
 
 
-def write_video(cfg, spec: str, rows: list, stats, seconds: dict[str, float]) -> PredictResult:
+def write_video(outputs: Outputs, spec: str, rows: list, stats, seconds: dict[str, float]) -> PredictResult:
     """One CSV row per face per sampled frame (fer.runtime.video.FaceRow), in frame order."""
-    header, lines = video_table(rows, cfg.label_format, cfg.probabilities)
-    written = write_csv_atomic(cfg.output, header, lines, output_guard(cfg))
+    header, lines = video_table(rows, outputs.label_format, outputs.probabilities)
+    written = write_csv_atomic(outputs.csv, header, lines, outputs.guard())
     probs = np.stack([r.probabilities for r in rows]).astype(np.float32) if rows else \
         np.empty((0, NUM_CLASSES), np.float32)
-    result = PredictResult(output=Path(cfg.output), names=[f"{r.frame}#{r.face_id}" for r in rows], probs=probs,
+    result = PredictResult(output=outputs.csv, names=[f"{r.frame}#{r.face_id}" for r in rows], probs=probs,
                            counts=_counts(probs.argmax(1) if len(probs) else np.empty(0, dtype=np.int64)),
                            seconds=seconds, images_per_s=stats.faces / max(stats.seconds, 1e-9), rows=written)
     result.extra.update(video=spec, frames_read=stats.frames_read, frames_sampled=stats.frames_sampled,
                         faces=stats.faces, tracks=stats.tracks, interrupted=stats.interrupted,
                         fps=stats.frames_sampled / max(stats.seconds, 1e-9), columns=header,
-                        annotated=[cfg.annotate_video] if cfg.get("annotate_video") else [])
+                        annotated=[str(outputs.annotate_video)] if outputs.annotate_video else [])
     return result

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+
+from fer.predict.settings import PredictSettings, Scoring
 
 log = logging.getLogger(__name__)
 
 
-def describe_tta(cfg, model_names: list[str], mirror_invariant: list[bool]) -> str:
+def describe_tta(scoring: Scoring, model_names: list[str], mirror_invariant: list[bool]) -> str:
     """The TTA views predict used: the mirror view is skipped for models that already average it (fer.tta)."""
-    if not cfg.tta:
+    if not scoring.tta:
         return "off"
-    views = "flip+shifts" if cfg.tta_shifts else "flip"
+    views = "flip+shifts" if scoring.tta_shifts else "flip"
     skipped = [name for name, invariant in zip(model_names, mirror_invariant) if invariant]
     if not skipped:
         return views
@@ -20,15 +21,15 @@ def describe_tta(cfg, model_names: list[str], mirror_invariant: list[bool]) -> s
     return f"{views}; mirror view skipped{whose}: ten crops include it"
 
 
-def print_summary(cfg, r) -> None:
+def print_summary(settings: PredictSettings, r) -> None:
     e = r.extra
-    tta = describe_tta(cfg, e["model_names"], e.get("mirror_invariant") or [False] * len(e["model_names"]))
+    tta = describe_tta(settings.scoring, e["model_names"], e.get("mirror_invariant") or [False] * len(e["model_names"]))
     models = " + ".join(e["model_names"])
     if e.get("video"):
         what = (f"{e['faces']} face(s) in {e['frames_sampled']} of {e['frames_read']} frame(s) of {e['video']} "
                 f"({e['tracks']} face track(s); {e['fps']:.1f} sampled frames/s"
                 f"{'; stopped by Ctrl-C' if e['interrupted'] else ''})")
-    elif cfg.face_detect:
+    elif settings.face_detect:
         what = f"{e['faces']} face(s) in {e['photos']} photo(s) ({e['no_face']} without a face; {e['detector']})"
     else:
         what = f"{r.rows} image(s) ({e['source']}, split {r.split})"
@@ -59,8 +60,8 @@ def print_summary(cfg, r) -> None:
                      + ("; photos rather than face crops? face_detect=true finds and crops the faces first"
                         if r.resized and e.get("source") == "images" else ""))
     if e.get("annotated"):
-        lines.append(f"  annotated copy: {Path(cfg.annotate_video).expanduser()}" if e.get("video")
-                     else f"  annotated photos in {Path(cfg.annotate).expanduser()}")
+        lines.append(f"  annotated copy: {settings.outputs.annotate_video}" if e.get("video")
+                     else f"  annotated photos in {settings.outputs.annotate}")
     lines.append(f"wrote {r.output} ({r.rows} rows; columns {','.join(e['columns'][:2])}"
                  f"{',...' if len(e['columns']) > 2 else ''})")
     print("\n".join(lines), flush=True)
