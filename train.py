@@ -17,8 +17,8 @@ def main(cfg: DictConfig) -> float | None:
 
     with friendly_errors():
         results = run_training(cfg)
-    # returned for sweepers (e.g. Optuna) that optimise a value
-    return results.get("val/acc")
+    # what a sweeper (hparams_search: Optuna) optimises; None for a run that ended before it was measured
+    return results.get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":

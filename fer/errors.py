@@ -7,3 +7,8 @@ class UserError(ValueError):
 
 class DataError(ValueError):
     """Bad input data. The message names the file (or row) and says what to do."""
+
+
+class RunStoppedEarly(Exception):
+    """A callback ended the training run on purpose (a pruned trial of a search): the run is recorded as stopped
+    (MLflow status KILLED, with the reason as a tag), not as failed."""

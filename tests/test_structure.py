@@ -20,7 +20,7 @@ FLOORS = {  # module prefix -> floor; the longest matching prefix wins
     "fer.data": 2,
     "fer.models": 3,
     "fer.tracking": 4, "fer.inference": 4,
-    "fer.training": 5, "fer.predict": 5, "fer.audit": 5, "fer.cli": 5, "fer.export": 5,
+    "fer.training": 5, "fer.predict": 5, "fer.audit": 5, "fer.cli": 5, "fer.export": 5, "fer.tuning": 5,
 }
 
 

@@ -27,6 +27,11 @@ PARAM_COMMIT = "git_commit"  # the commit the run trained with (exports record i
 TAG_BEST_CHECKPOINT = "best_checkpoint"  # local path of the checkpoint the run tested
 TAG_OUTPUT_DIR = "output_dir"  # the train.py run folder
 TAG_AUDIT_PREFIX = "audit."  # one tag per audit count (audit=true)
+TAG_STOPPED = "stopped"  # why a callback stopped the run on purpose (status KILLED), e.g. a pruned trial
+TAG_STUDY = "optuna.study"  # hparams_search: the Optuna study a trial's run (or the study's summary run) belongs to
+TAG_TRIAL = "optuna.trial"  # hparams_search: the trial's number in its study
+TAG_STUDY_SUMMARY = "optuna.summary"  # "true" on a study's summary run (best trial, plots)
+TAG_STUDY_BEST_PREFIX = "best."  # the summary run: one tag per value of the best trial (best.model.optimizer.lr)
 SELECTION_METRIC = "val/acc"  # what model selection (the checkpoint callback, ckpt=best) maximises
 METRIC_FIT_SECONDS = "fit_seconds"
 METRIC_PARAMS = "model/params"
@@ -34,11 +39,18 @@ METRIC_DEDUP_PREFIX = "data/dedup_"
 METRIC_TEMPERATURE = "calibration/temperature"
 METRIC_ECE = "val/ece"  # expected calibration error on the val split, calibrated (and before: ..._uncalibrated)
 METRIC_ECE_BEFORE = "val/ece_uncalibrated"
+METRIC_STUDY_PREFIX = "study/"  # the summary run's counts and best value (study/best_value, study/n_pruned, ...)
 ARTIFACT_CHECKPOINTS = "checkpoints"
 ARTIFACT_REPORTS = "reports"
 ARTIFACT_AUDIT = "audit"
 ARTIFACT_MODEL = "model"  # the MLflow model (a pyfunc around the best checkpoint: fer.tracking.served_model)
 ARTIFACT_EXPORT = "export"  # files made from the run afterwards (e.g. ONNX)
+ARTIFACT_STUDY = "study"  # the summary run's files: plots, trials table, the best trial's experiment config
+
+
+def trial_tags(study: str, number: int) -> dict[str, str]:
+    """The tags that place a training run in its study (set by train.py when the sweeper names a trial)."""
+    return {TAG_STUDY: study, TAG_TRIAL: str(number)}
 
 
 # ---- writing -------------------------------------------------------------------------------------------
@@ -72,14 +84,22 @@ class RunRecord:
         """The run's final status: FINISHED once everything after the fit is done too, FAILED if it broke."""
         self._call("set_terminated", status)
 
+    def end_stopped(self, reason: str) -> None:
+        """A run a callback stopped on purpose (a pruned trial): KILLED, with the reason."""
+        self._call("set_tag", TAG_STOPPED, reason)
+        self._call("set_terminated", "KILLED")
+
     def params(self) -> dict[str, str]:
         return dict(self._call("get_run").data.params)
 
-    def log_start(self, params: dict[str, Any], config_file: Path, output_dir: Path) -> None:
-        """A new run: its short flat params, the full composed config, and where its files are."""
+    def log_start(self, params: dict[str, Any], config_file: Path, output_dir: Path,
+                  tags: dict[str, str] | None = None) -> None:
+        """A new run: its short flat params, the full composed config, where its files are, and `tags` (e.g. the
+        study and trial of a search: trial_tags)."""
         self._call("log_batch", [], [_param(k, v) for k, v in params.items()])
         self._call("log_artifact", str(config_file))
-        self._call("set_tag", TAG_OUTPUT_DIR, str(output_dir))
+        for key, value in {TAG_OUTPUT_DIR: str(output_dir), **(tags or {})}.items():
+            self._call("set_tag", key, value)
 
     def log_fit(self, seconds: float, n_params: int, dedup: dict[str, int]) -> None:
         self._call("log_metric", METRIC_FIT_SECONDS, seconds)
@@ -133,6 +153,41 @@ class RunRecord:
 
     def ui_link(self, server: str = "http://127.0.0.1:5000") -> str:
         return ui_url(server, self.experiment_id, self.run_id)
+
+
+class StudyRecord(RunRecord):
+    """A study's summary run in its MLflow experiment (beside the trials' runs): the best trial's value and
+    params, the trial counts, and the study's files. One per study: a worker that finishes later updates it."""
+
+    @classmethod
+    def open(cls, tracking_uri: str, experiment_name: str, artifact_location: str | None, study: str) -> StudyRecord:
+        from mlflow.tracking import MlflowClient
+
+        from fer.tracking.mlflow_logger import ensure_experiment
+
+        experiment_id = ensure_experiment(experiment_name, tracking_uri, artifact_location)
+        client = MlflowClient(tracking_uri)
+        query = f"tags.`{TAG_STUDY_SUMMARY}` = 'true' and tags.`{TAG_STUDY}` = '{study}'"
+        found = retry(client.search_runs, [experiment_id], filter_string=query, max_results=1)
+        if found:
+            return cls(client, found[0].info.run_id, experiment_id)
+        run = retry(client.create_run, experiment_id, run_name=f"{study}-summary",
+                    tags={TAG_STUDY_SUMMARY: "true", TAG_STUDY: study})
+        return cls(client, run.info.run_id, experiment_id)
+
+    def log_study(self, best_value: float | None, best_params: dict[str, Any], counts: dict[str, int],
+                  files: list[Path]) -> None:
+        metrics = {f"{METRIC_STUDY_PREFIX}{k}": float(v) for k, v in counts.items()}
+        if best_value is not None:
+            metrics[f"{METRIC_STUDY_PREFIX}best_value"] = float(best_value)
+        step = counts.get("n_trials", 0)  # the history of a study that several workers finish one after another
+        for key, value in metrics.items():
+            self._call("log_metric", key, value, None, step)
+        for key, value in best_params.items():  # params cannot change: the best trial's values as tags
+            self._call("set_tag", f"{TAG_STUDY_BEST_PREFIX}{key}", str(value))
+        for path in files:
+            self._call("log_artifact", str(path), ARTIFACT_STUDY)
+        self.end("FINISHED")
 
 
 def _param(key: str, value: Any):

@@ -20,9 +20,9 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
 from fer.cli import check_recipe_for, require_data_root, require_numbers, silence_library_noise
-from fer.errors import DataError, UserError
+from fer.errors import DataError, RunStoppedEarly, UserError
 from fer.tracking.plots import plot_reliability
-from fer.tracking.record import PARAM_COMMIT, PARAM_DEVICE, PARAM_MODEL, RunRecord
+from fer.tracking.record import PARAM_COMMIT, PARAM_DEVICE, PARAM_MODEL, RunRecord, trial_tags
 from fer.tracking.reports import write_test_reports
 from fer.models.size import size_line
 from fer.runtime.metadata import SYNTHETIC
@@ -108,7 +108,23 @@ def _flat_params(cfg: DictConfig, model_name: str, data_name: str) -> dict[str, 
             # callbacks=[default,ema]: the weight average's decay (none without it)
             "ema_decay": OmegaConf.select(cfg, "callbacks.ema.decay", default=None),
             PARAM_DEVICE: _device_name(str(cfg.trainer.get("accelerator", "auto"))),
-            PARAM_COMMIT: _git_commit(cfg.paths.root_dir)}
+            PARAM_COMMIT: _git_commit(cfg.paths.root_dir),
+            # a search's trial: each searched value under its override key (comparable across the study's runs)
+            **{key: _config_value(cfg, key) for key in (OmegaConf.select(cfg, "trial.params") or [])}}
+
+
+def _config_value(cfg: DictConfig, key: str) -> Any:
+    """The value an override key set: `model.optimizer.lr` a value, `model/optimizer` a group's choice."""
+    if "/" in key:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.choices.get(key)
+    return OmegaConf.select(cfg, key)
+
+
+def _run_tags(cfg: DictConfig) -> dict[str, str]:
+    trial = cfg.get("trial") or {}
+    return trial_tags(trial.study, trial.number) if trial.get("number") is not None else {}
 
 
 def _device_name(accelerator: str) -> str:
@@ -172,7 +188,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         if record is not None and not (run_info and run_info.mlflow_run_id):
             config_file = folder.file(CONFIG)
             config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            record.log_start(_flat_params(cfg, model_name, datamodule.name), config_file, folder.path)
+            record.log_start(_flat_params(cfg, model_name, datamodule.name), config_file, folder.path,
+                             _run_tags(cfg))
         folder.write_info(RunInfo(model_name, datamodule.name, record.run_id if record else None))
     log.info("run folder: %s (resume with: python train.py resume=%s)", folder.path, folder.path)
     if cfg.get("audit") and trainer.is_global_zero:  # data audit report (fer.audit) before training
@@ -180,6 +197,11 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 
     try:
         results = _fit_and_report(cfg, trainer, model, datamodule, folder, record, ckpt_path, test_outputs)
+    except RunStoppedEarly as stop:  # on purpose (a pruned trial): nothing after the fit is wanted
+        log.info("%s", stop)
+        if record is not None and trainer.is_global_zero:
+            record.end_stopped(str(stop))
+        raise
     except BaseException:
         if record is not None and trainer.is_global_zero:
             record.end("FAILED")  # calibration, test or reports did not finish: the store must not say FINISHED
