@@ -14,7 +14,8 @@ import numpy as np
 
 from fer.errors import UserError
 from fer.export.check import compare, torch_probabilities
-from fer.runtime.metadata import KNOWN_VIEWS, TEST_ACC, TEST_SPLIT, VAL_ACC
+from fer.export.settings import ExportSettings
+from fer.runtime.metadata import TEST_ACC, TEST_SPLIT, VAL_ACC
 
 log = logging.getLogger(__name__)
 
@@ -34,68 +35,52 @@ def _sample(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(rows)[:n]) if len(rows) > n else rows
 
 
-def _check_settings(cfg) -> None:
-    from omegaconf import OmegaConf
-
-    from fer.config_values import as_list
-
-    if OmegaConf.is_missing(cfg, "ckpt") or len(as_list(cfg.ckpt)) != 1:
-        raise UserError("which model? ckpt=PATH.ckpt, a train.py run folder, an MLflow run id, runs:/<id>, best or "
-                        "best:<model> (one checkpoint: an ensemble is exported member by member)")
-    if cfg.quantize not in ("none", "int8"):
-        raise UserError(f"quantize={cfg.quantize}: expected none or int8")
-    if cfg.views not in KNOWN_VIEWS:
-        raise UserError(f"views={cfg.views}: expected one of {', '.join(KNOWN_VIEWS)}")
-
-
 def run_export(cfg) -> ExportResult:
+    """cfg: the composed conf/export.yaml."""
     from fer.cli import silence_library_noise
-    from fer.config_values import as_list
     from fer.inference.resolve import resolve_checkpoint
 
     silence_library_noise()
-    _check_settings(cfg)
-    resolved = resolve_checkpoint(as_list(cfg.ckpt)[0], cfg.tracking_uri, cfg.experiment_name,
-                                  Path(cfg.paths.cache_dir) / "checkpoints")
+    settings = ExportSettings.from_config(cfg)
+    resolved = resolve_checkpoint(settings.ckpt, settings.tracking_uri, settings.experiment_name,
+                                  settings.checkpoint_cache)
     from fer.data.opened import open_data_config
     from fer.models.loading import load_model
-    from fer.runtime.output_guard import OutputGuard
 
     model = load_model(resolved.path)
     if not model.onnx_exportable:
         raise UserError(f"ckpt={resolved.spec}: {model.onnx_refusal}")
-    output = Path(cfg.output).expanduser()
-    guard = OutputGuard(Path(cfg.paths.cache_dir) / "outputs.json", cfg.overwrite)
-    int8_path = output.with_name(f"{output.stem}.int8{output.suffix}") if cfg.quantize == "int8" else None
+    output, int8_path, guard = settings.output, settings.int8, settings.guard()
     with guard.claimed(output, int8_path):  # to the MLflow attach: a concurrent export to the same path waits
         for path in (output, int8_path):
             if path is not None:
                 guard.check(path)
-        data = open_data_config(cfg.data, progress=cfg.progress)
-        result = _write_and_measure(cfg, model, resolved, data, output, int8_path, guard)
+        data = open_data_config(cfg.data, progress=settings.progress)
+        result = _write_and_measure(settings, model, resolved, data, guard)
         if result.run_id:
-            _attach(cfg, result)
+            _attach(settings.tracking_uri, result)
     _print_summary(result, data.name)
     return result
 
 
-def _write_and_measure(cfg, model, resolved, data, output: Path, int8_path: Path | None, guard) -> ExportResult:
+def _write_and_measure(settings: ExportSettings, model, resolved, data, guard) -> ExportResult:
     from fer.export.provenance import model_info
 
+    output, int8_path = settings.output, settings.int8
     parts = _Parts.of(data, model.val_split_record)
-    info = model_info(model, resolved, cfg.views, cfg.tracking_uri)
+    info = model_info(model, resolved, settings.views, settings.tracking_uri)
     info.exported = time.strftime("%Y-%m-%dT%H:%M:%S")
     images = np.asarray(data.cache.images)[_sample(parts.val if len(parts.val) else np.arange(len(data.cache)),
-                                                   cfg.check_images)]
-    reference, comparison = _write_checked(model, output, info, images, data.name, cfg.opset)
+                                                   settings.check_images)]
+    reference, comparison = _write_checked(model, output, info, images, data.name, settings.opset)
     guard.record(output)
     result = ExportResult(output, comparison, run_id=info.mlflow_run_id)
     if int8_path is not None:
         from fer.export.quantize import quantize_int8
         from fer.runtime import ExpressionModel
 
-        quantize_int8(output, int8_path, np.asarray(data.cache.images)[_sample(parts.train, cfg.calibration_images,
-                                                                                seed=1)])
+        quantize_int8(output, int8_path, np.asarray(data.cache.images)[_sample(parts.train,
+                                                                                settings.calibration_images, seed=1)])
         guard.record(int8_path)
         result.int8 = int8_path
         result.int8_comparison = compare(reference, ExpressionModel(int8_path).predict_proba(images))
@@ -172,11 +157,11 @@ def _measure(path: Path, kind: str, data, parts: _Parts, result: ExportResult, g
         guard.record(path)
 
 
-def _attach(cfg, result: ExportResult) -> None:
+def _attach(tracking_uri: str, result: ExportResult) -> None:
     from fer.tracking.record import RunRecord
 
     try:
-        record = RunRecord.for_run(cfg.tracking_uri, result.run_id)
+        record = RunRecord.for_run(tracking_uri, result.run_id)
         for path in (result.output, result.int8):
             if path is not None:
                 record.log_export(path)
