@@ -71,8 +71,9 @@ _NOISE_LOGS = {"pytorch_lightning.utilities.rank_zero": ("litlogger", *_NO_ACCEL
                "lightning.pytorch.utilities.rank_zero": ("litlogger", *_NO_ACCELERATOR),
                "torch._export.non_strict_utils": ("Dim.AUTO",),
                "mlflow.pyfunc": ("Passing a Python object as `python_model`",)}
-# the ONNX exporter's optimiser reports each of its passes at INFO level ("Removed 84 unused nodes")
-_QUIET_LOGGERS = ("onnx_ir", "onnxscript")
+# the ONNX exporter's optimiser reports each of its passes at INFO level ("Removed 84 unused nodes"); Optuna each study
+# it creates (the sweeper says which study it works on itself)
+_QUIET_LOGGERS = ("onnx_ir", "onnxscript", "optuna")
 _NOISE_WARNINGS = ("No complete tensor found in the group", "is not supported by the model summary",
                    r"\.test\(ckpt_path=\"best\"\)` is called with Trainer configured with multiple",
                    "Add type hints to the `predict` method",

@@ -81,9 +81,10 @@ def test_two_workers_share_one_study(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     shared = ["-m", f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=2"]
     first = _train(tmp_path, *shared, "hydra.sweeper.sampler.seed=1", log="first")
-    second = _train(tmp_path, *shared, "hydra.sweeper.sampler.seed=2", log="second",
-                    *["hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner", "~hydra.sweeper.pruner.n_startup_trials",
-                      "+hydra.sweeper.pruner.lower=1.01", "hydra.sweeper.pruner.n_warmup_steps=0"])
+    prune_all = ["hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",  # no val/acc reaches 1.01
+                 "~hydra.sweeper.pruner.n_startup_trials", "+hydra.sweeper.pruner.lower=1.01",
+                 "hydra.sweeper.pruner.n_warmup_steps=0"]
+    second = _train(tmp_path, *shared, "hydra.sweeper.sampler.seed=2", *prune_all, log="second")
     _finish(first, tmp_path, "first")
     log = _finish(second, tmp_path, "second")
     study = optuna.load_study(study_name=STUDY, storage=storage)

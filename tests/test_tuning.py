@@ -42,7 +42,8 @@ def test_search_space_reads_hydras_sweep_grammar(text, expected):
 
 def test_command_line_wins_over_params_and_fixed_values_pass_as_written():
     space = parse_search_space({"model.dropout": "interval(0.0, 0.5)", "callbacks.time_budget.minutes": "4"},
-                               ["model.dropout=0.1", "data.root=../shared/fer2013", "model.label_smoothing=choice(0,0.1)"])
+                               ["model.dropout=0.1", "data.root=../shared/fer2013",
+                                "model.label_smoothing=choice(0,0.1)"])
     assert set(space.distributions) == {"model.label_smoothing"}
     assert space.fixed == ["callbacks.time_budget.minutes=4", "model.dropout=0.1", "data.root=../shared/fer2013"]
 
@@ -193,5 +194,29 @@ def test_the_study_summary_in_the_sweep_folder_and_one_mlflow_run(tmp_path):
 def test_a_misspelt_search_is_one_line_with_the_choices():
     from fer.cli import check_config_choices
 
-    with pytest.raises(UserError, match="hparams_search=fer2013_mpl: no such hparams_search; choose one of fer2013_mlp"):
+    message = "hparams_search=fer2013_mpl: no such hparams_search; choose one of fer2013_mlp"
+    with pytest.raises(UserError, match=message):
         check_config_choices(["hparams_search=fer2013_mpl"], CONF)
+
+
+def test_a_search_for_another_recipe_is_one_line_and_a_failed_trial(tmp_path):
+    """The MLP search run with a model that has no optimiser (the SVM): refused before anything trains, in one line
+    that says what to do; the trial it had asked for is FAIL in the study, not left RUNNING."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "hparams_search=fer2013_mlp", "model=svm",
+                           "hydra.sweeper.n_trials=1", f"paths.log_dir={tmp_path / 'out'}"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    [error] = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert error.startswith("error: a trial of study fer2013_mlp_search does not compose: Could not override "
+                            "'model.optimizer.lr'") and "give that experiment=" in error
+    [db] = (tmp_path / "out").rglob("optuna.db")
+    [trial] = optuna.load_study(study_name="fer2013_mlp_search", storage=f"sqlite:///{db}").trials
+    assert trial.state == optuna.trial.TrialState.FAIL

@@ -45,8 +45,9 @@ class OptunaSweeper(Sweeper):
                                                                 task_function=task_function)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from fer.cli import friendly_errors
+        from fer.cli import friendly_errors, silence_library_noise
 
+        silence_library_noise()
         with friendly_errors():  # a mistake in the search space or storage: one line, exit 2
             return self._sweep(arguments)
 
@@ -76,7 +77,7 @@ class OptunaSweeper(Sweeper):
                      [f"trial.study={_quoted(self.study_name)}", f"trial.number={t.number}",
                       f"trial.storage={_quoted(storage)}", f"trial.params={searched}"] for t in trials]
             try:
-                self.validate_batch_is_legal(batch)  # each trial's config composes, before any trains
+                self._check_composes(batch)
                 returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             except BaseException:  # a bad override, Ctrl-C, or a trial that exits the process (exit 2: a mistake)
                 for trial in trials:  # not left RUNNING in the study for ever
@@ -91,6 +92,21 @@ class OptunaSweeper(Sweeper):
                 failed[0].return_value  # raises the job's own exception, with its traceback
             remaining -= len(trials)
         return self._summarise(study, space, arguments, sweep_dir)
+
+    def _check_composes(self, batch: list[list[str]]) -> None:
+        """Each trial's config composes before any trial trains; a searched key the chosen model or data does not
+        have is one line naming it."""
+        from hydra.errors import HydraException
+
+        from fer.errors import UserError
+
+        try:
+            self.validate_batch_is_legal(batch)
+        except HydraException as exc:
+            reason = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+            raise UserError(f"a trial of study {self.study_name} does not compose: {reason}. Its search space "
+                            "(hydra.sweeper.params) sets keys of the recipe it was written for: give that "
+                            "experiment= (the search file says which)") from exc
 
     def _tell(self, study, trial, ret) -> bool:
         """Tells the study how the trial's job ended; False for a failure."""
