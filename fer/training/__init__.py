@@ -9,7 +9,7 @@ import logging
 import os
 import subprocess
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import hydra
@@ -20,15 +20,16 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
 from fer.cli import check_recipe_for, require_data_root, require_numbers, silence_library_noise
-from fer.errors import DataError, RunStoppedEarly, UserError
+from fer.errors import RunStoppedEarly
 from fer.tracking.plots import plot_reliability
 from fer.tracking.record import PARAM_COMMIT, PARAM_DEVICE, PARAM_MODEL, RunRecord, trial_tags
 from fer.tracking.reports import write_test_reports
 from fer.models.size import size_line
 from fer.runtime.metadata import SYNTHETIC
 from fer.training.calibrate import calibrate_checkpoint
+from fer.training.resume import load_resume_config
 from fer.training.test_outputs import TestOutputs
-from fer.tracking.run_folder import CONFIG, HYDRA_CONFIG, REPORTS, RESULTS, RunFolder, RunInfo
+from fer.tracking.run_folder import CONFIG, REPORTS, RESULTS, RunFolder, RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -39,44 +40,6 @@ def _git_commit(root: str) -> str:
                               timeout=5).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def load_resume_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
-    """`resume=<run folder>`: the original composed config of that run, writing into the same folder, and its
-    last checkpoint."""
-    folder = RunFolder(Path(cfg.resume).expanduser().resolve())
-    saved = folder.file(HYDRA_CONFIG)
-    if not saved.is_file():
-        raise DataError(f"resume={cfg.resume}: {saved} not found; give the run folder printed by train.py "
-                        "(outputs/train/runs/<time>_<model>_<id>)")
-    if not folder.last_checkpoint.is_file():
-        raise DataError(f"resume={cfg.resume}: no checkpoints/last.ckpt in it; nothing to resume from")
-    if folder.file(RESULTS).is_file():  # resuming would test and calibrate again: each metric logged twice
-        raise DataError(f"resume={cfg.resume}: this run finished ({RESULTS} is written); nothing to resume. Use it "
-                        f"with predict.py ckpt={cfg.resume}, or train a new run")
-    old = OmegaConf.load(saved)
-    require_data_root(old)  # the data may have moved since
-    _check_resumable(folder.last_checkpoint, old, cfg.resume)
-    old.paths.output_dir = str(folder.path)
-    old.resume = None
-    return old, folder.last_checkpoint
-
-
-def _check_resumable(last: Path, cfg: DictConfig, given: str) -> None:
-    """last.ckpt is read as predict.py reads checkpoints (a zip of tensors: a truncated file or a pickle is
-    refused without running it) and holds the model the run's config builds: one line otherwise, before Lightning
-    would fail inside its restore."""
-    from fer.models.loading import model_class, read_checkpoint
-
-    try:
-        checkpoint = read_checkpoint(last)
-        saved = model_class(checkpoint, last)
-    except UserError as exc:
-        raise DataError(f"resume={given}: {exc}") from exc
-    wanted = hydra.utils.get_class(cfg.model._target_)
-    if saved is not wanted:
-        raise DataError(f"resume={given}: {last.name} holds a {saved.model_name} model but the run's config "
-                        f"asks for {wanted.__name__} ({cfg.model._target_}): was .hydra/config.yaml edited?")
 
 
 def instantiate_trainer(cfg: DictConfig, loggers: list, *extra: pl.Callback) -> pl.Trainer:
@@ -213,43 +176,75 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 
 def _fit_and_report(cfg: DictConfig, trainer: pl.Trainer, model: pl.LightningModule, datamodule, folder: RunFolder,
                     record: RunRecord | None, ckpt_path: str | None, test_outputs: TestOutputs) -> dict[str, float]:
-    """Fit, calibrate the best checkpoint, test it, write the reports and the MLflow record."""
-    started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    fit_seconds = time.perf_counter() - started
+    """The stages after the set-up: fit, calibrate the best checkpoint, test it, then (rank 0) the reports and the
+    MLflow record."""
+    fitted = _fit(trainer, model, datamodule, ckpt_path)
     if trainer.interrupted:
         log.warning("training interrupted; continue with: python train.py resume=%s", folder.path)
         return {}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    results.update({"fit/seconds": round(fit_seconds, 1), "fit/epochs": trainer.current_epoch})
-    if best:  # the val/ values above are the last epoch's; these name the checkpoint that is calibrated and tested
-        results["fit/best_epoch"] = int(torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"])
-        if trainer.checkpoint_callback.monitor == "val/acc":
-            results["val/best_acc"] = float(trainer.checkpoint_callback.best_model_score)
-    calibration = None
-    if best and cfg.get("calibrate", True):  # before the test: it scores the calibrated checkpoint
-        if trainer.is_global_zero:
-            # the strategy's device: after fit, Lightning has moved the module itself back to the CPU
-            calibration = calibrate_checkpoint(best, datamodule, trainer.strategy.root_device,
-                                               str(trainer.precision).startswith("bf16"))
-        trainer.strategy.barrier()
+    results = fitted.results
+    calibration = _calibrate(cfg, trainer, datamodule, fitted.best)
     if calibration is not None:
         results.update({"calibration/temperature": calibration.temperature, "val/ece": calibration.ece_after,
                         "val/ece_uncalibrated": calibration.ece_before})
     tested = bool(cfg.get("test") and datamodule.test_split)
     if tested:  # every rank takes part (a collective under DDP); rank 0 writes the reports
-        # best checkpoint, never the last epoch: what we report is what model selection on val chose
-        # verbose=False: Lightning's own table would repeat what the results line below prints
-        test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
-        results.update({k: float(v) for k, v in (test_metrics[0] if test_metrics else {}).items()})
-    if trainer.global_rank != 0:
-        return results
+        results.update(_test(trainer, model, datamodule, fitted.best))
+    if trainer.global_rank == 0:
+        _report(record, folder, model, datamodule, fitted, calibration,
+                test_outputs.outputs if tested else None, results)
+    return results
+
+
+@dataclass
+class _Fitted:
+    seconds: float
+    best: str  # the best checkpoint's path ("" without a checkpoint callback)
+    results: dict[str, float]
+
+
+def _fit(trainer: pl.Trainer, model: pl.LightningModule, datamodule, ckpt_path: str | None) -> _Fitted:
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - started
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    results.update({"fit/seconds": round(seconds, 1), "fit/epochs": trainer.current_epoch})
+    if best:  # the val/ values above are the last epoch's; these name the checkpoint that is calibrated and tested
+        results["fit/best_epoch"] = int(torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+        if trainer.checkpoint_callback.monitor == "val/acc":
+            results["val/best_acc"] = float(trainer.checkpoint_callback.best_model_score)
+    return _Fitted(seconds, best, results)
+
+
+def _calibrate(cfg: DictConfig, trainer: pl.Trainer, datamodule, best: str):
+    """The best checkpoint's temperature, fitted on val (before the test: it scores the calibrated checkpoint)."""
+    calibration = None
+    if best and cfg.get("calibrate", True):
+        if trainer.is_global_zero:
+            # the strategy's device: after fit, Lightning has moved the module itself back to the CPU
+            calibration = calibrate_checkpoint(best, datamodule, trainer.strategy.root_device,
+                                               str(trainer.precision).startswith("bf16"))
+        trainer.strategy.barrier()
+    return calibration
+
+
+def _test(trainer: pl.Trainer, model: pl.LightningModule, datamodule, best: str) -> dict[str, float]:
+    # best checkpoint, never the last epoch: what we report is what model selection on val chose
+    # verbose=False: Lightning's own table would repeat what the results line prints
+    test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
+    return {k: float(v) for k, v in (test_metrics[0] if test_metrics else {}).items()}
+
+
+def _report(record: RunRecord | None, folder: RunFolder, model: pl.LightningModule, datamodule, fitted: _Fitted,
+            calibration, test_outputs, results: dict[str, float]) -> None:
+    """Rank 0: the test reports and the reliability diagram in the run folder, the MLflow record, results.json."""
+    best = fitted.best
     if record is not None:
-        record.log_fit(fit_seconds, sum(p.numel() for p in model.parameters()), datamodule.dedup_report)
+        record.log_fit(fitted.seconds, sum(p.numel() for p in model.parameters()), datamodule.dedup_report)
         if best:
             record.log_best_checkpoint(best)
-    files = write_test_reports(test_outputs.outputs, folder.file(REPORTS)) if tested else {}
+    files = write_test_reports(test_outputs, folder.file(REPORTS)) if test_outputs is not None else {}
     if calibration is not None:
         files["reliability"] = plot_reliability(calibration.probs_before, calibration.probs_after, calibration.labels,
                                                 folder.file(REPORTS) / "reliability_val.png",
@@ -271,7 +266,6 @@ def _fit_and_report(cfg: DictConfig, trainer: pl.Trainer, model: pl.LightningMod
                     "smoke test, not a model of real faces. For real photos use the bundled FER2013 model "
                     "(fer-classify photo.jpg, or predict.py ckpt=pretrained), or train on real data: python "
                     "train.py data=fer2013 data.root=PATH (docs/RECIPES.md)")
-    return results
 
 
 def _audit(cfg: DictConfig, datamodule, folder: RunFolder, record: RunRecord | None) -> None:
