@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+
+from fer.tracking.sqlite_store import creation_lock, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -28,37 +27,16 @@ def ui_url(server_url: str, experiment_id: str, run_id: str | None = None, artif
     return f"{server_url.rstrip('/')}/{path}?{UI_RUNS_QUERY}"
 
 
-def _sqlite_file(tracking_uri: str) -> Path | None:
-    return Path(tracking_uri[len("sqlite:///"):]) if tracking_uri.startswith("sqlite:///") else None
-
-
-@contextmanager
-def _store_lock(tracking_uri: str) -> Iterator[None]:
-    """Serialise first-time creation of the sqlite store and experiment across processes: two runs starting
-    together would otherwise both try to create tables / the experiment."""
-    db = _sqlite_file(tracking_uri)
-    if db is None:
-        yield
-        return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.parent / ".fer-init.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_experiment(experiment_name: str, tracking_uri: str, artifact_location: str | None = None) -> str:
     """Experiment id for `experiment_name`, created (tagged as model training) if missing."""
     from mlflow.tracking import MlflowClient
 
-    with _store_lock(tracking_uri):
+    with creation_lock(tracking_uri):  # two runs starting together: one creates the tables and experiment
         client = MlflowClient(tracking_uri)
         exp = client.get_experiment_by_name(experiment_name)
         if exp is None:
             location = None
-            if artifact_location and _sqlite_file(tracking_uri) is not None:
+            if artifact_location and sqlite_file(tracking_uri) is not None:
                 location = Path(artifact_location, experiment_name).resolve().as_uri()
             exp_id = client.create_experiment(experiment_name, artifact_location=location,
                                               tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})

@@ -17,6 +17,7 @@ from typing import Any
 
 from fer.errors import UserError
 from fer.tracking.mlflow_logger import model_requirements, retry, ui_url
+from fer.tracking.sqlite_store import sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +208,10 @@ class RunStore:
     @property
     def client(self):
         if self._client is None:
-            if self.tracking_uri.startswith("sqlite:///"):
-                db = Path(self.tracking_uri[len("sqlite:///"):])
-                if not db.is_file():  # MLflow would silently create an empty store
-                    raise UserError(f"no MLflow store at {db} (tracking URI {self.tracking_uri}); train with "
-                                    "logger=mlflow first or set MLFLOW_TRACKING_URI")
+            db = sqlite_file(self.tracking_uri)
+            if db is not None and not db.is_file():  # MLflow would silently create an empty store
+                raise UserError(f"no MLflow store at {db} (tracking URI {self.tracking_uri}); train with "
+                                "logger=mlflow first or set MLFLOW_TRACKING_URI")
             logging.getLogger("alembic").setLevel(logging.WARNING)  # sqlite stores log migration chatter
             from mlflow.tracking import MlflowClient
 

@@ -3,14 +3,13 @@ summarised when a worker's trials are done."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from fer.tracking.sqlite_store import creation_lock
 from fer.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -28,29 +27,14 @@ def open_storage(url: str):
     return optuna.storages.get_storage(url)
 
 
-@contextmanager
-def _creation_lock(url: str) -> Iterator[None]:
-    """Workers starting together on a new sqlite file would each create its tables, and each enqueue the first
-    trials: one at a time. (Across machines, on a database server, Optuna's own duplicate checks are what hold.)"""
-    if not url.startswith("sqlite:///"):
-        yield
-        return
-    db = Path(url[len("sqlite:///"):])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.parent / f".{db.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def open_study(name: str, url: str, sampler, pruner, direction: str, enqueue: list[dict[str, Any]] = ()):
     """The study `name` in the storage at `url`, created by the first worker and joined by the others. `enqueue`:
     trials to run first (their params), added once per study however many workers start together."""
     import optuna
 
-    with _creation_lock(url):
+    # workers starting together on a new sqlite file: one creates its tables and enqueues the first trials (on a
+    # database server across machines, Optuna's own duplicate checks are what hold)
+    with creation_lock(url):
         study = optuna.create_study(study_name=name, storage=open_storage(url), sampler=sampler, pruner=pruner,
                                     direction=direction, load_if_exists=True)
         for params in enqueue:

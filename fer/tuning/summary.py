@@ -15,21 +15,18 @@ log = logging.getLogger(__name__)
 _NOT_RECIPE = ("hydra", "hparams_search", "data.root", "paths", "trial", "experiment_name", "run_name")
 
 
-def _parse(override_text: str):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create().parse_override(override_text)
-
-
 def experiment_config(overrides: list[str], is_group: Callable[[str], bool], header: str) -> str:
     """A conf/experiment/ file that trains with `overrides` (the sweep's own command line, then the trial's): the
     `experiment=` it started from as the base, config-group choices (`is_group`) as `override /group: choice`,
     values as nested keys. Machine-local and search-only settings (_NOT_RECIPE) are left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
     base: list[str] = []
     groups: dict[str, str] = {}
     values = OmegaConf.create({})
     for text in overrides:
-        override = _parse(text)
+        override = parser.parse_override(text)
         key = override.get_key_element().lstrip("+~")
         if key in _NOT_RECIPE or key.split(".")[0].split("/")[0] in _NOT_RECIPE:
             continue
