@@ -84,7 +84,7 @@ case $step in
     [ "$tiny" = 1 ] && extra="trainer.accelerator=cpu trainer.max_epochs=1 +trainer.limit_train_batches=2 +trainer.limit_val_batches=1 +trainer.limit_test_batches=1"
     runs=()
     for r in "${recipes[@]}"; do
-      more=$extra; [ "$tiny" = 1 ] && [[ $r == *efficientnet* ]] && more="$more model.input_size=64"
+      more=$extra; [ "$tiny" = 1 ] && [[ $r == *efficientnet* ]] && more="$more model.net.input_size=64"
       [ -n "${BUDGET_MINUTES:-}" ] && more="$more callbacks.time_budget.minutes=$BUDGET_MINUTES"
       runs+=("experiment=$r trainer.enable_progress_bar=false data.progress=false $more")
     done

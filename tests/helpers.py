@@ -16,8 +16,8 @@ CONF = ROOT / "conf"
 MODEL_NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_"))
 
 # smaller variants of the costlier models, for tests about flows rather than capacity (same code paths)
-SMALL = {"efficientnet": ["model.input_size=64"],  # the default upscales to 96
-         "cnn": ["model.fc=[256]"], "resnet": ["model.arch=resnet10t"]}
+SMALL = {"efficientnet": ["model.net.input_size=64"],  # the default upscales to 96
+         "cnn": ["model.net.fc=[256]"], "resnet": ["model.net.arch=resnet10t"]}
 
 FAST = ["trainer.accelerator=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=2", "trainer.num_sanity_val_steps=0",
@@ -90,6 +90,16 @@ class SlowEpochs:
                     time.sleep(seconds)
 
         return _Slow()
+
+
+def classifier(name: str, net: dict | None = None, **kwargs):
+    """An untrained FERClassifier around the registered network `name` with these network keys (else the
+    network's defaults) and the module's own kwargs (crop_size, test_tta...)."""
+    from fer.models.base import FERClassifier
+    from fer.models.registry import get_model_class
+
+    network = get_model_class(name)
+    return FERClassifier({"_target_": f"{network.__module__}.{network.__qualname__}", **(net or {})}, **kwargs)
 
 
 def untrained_checkpoint(path: Path, model: str, overrides: list[str] = (), temperature: float = 1.25) -> Path:

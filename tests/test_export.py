@@ -4,7 +4,6 @@ without torch, and serves predict.py with the same results as the checkpoint; th
 from __future__ import annotations
 
 import os
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +16,12 @@ from hydra import compose, initialize_config_dir
 from fer.classes import CLASS_NAMES
 from fer.errors import UserError
 from fer.models.loading import load_model
+from fer.models.loading import module_class
 from fer.models.registry import get_model_class
 
 from helpers import CONF, FAST, MODEL_NAMES, ROOT, SMALL, compose_train, untrained_checkpoint
 
-NEURAL = [m for m in MODEL_NAMES if get_model_class(m).onnx_exportable]
+NEURAL = [m for m in MODEL_NAMES if module_class(get_model_class(m)).onnx_exportable]
 DATA = ["data.source.n_train=280", "data.source.n_test=70"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")

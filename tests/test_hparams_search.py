@@ -18,7 +18,7 @@ from helpers import ROOT
 pytestmark = pytest.mark.slow
 
 # tiny trials: a 32-unit MLP for two epochs of the small synthetic set, on the search space of the shipped config
-TINY = ["model=mlp", "model.hidden=[32]", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+TINY = ["model=mlp", "model.net.hidden=[32]", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
         "data.source.n_train=700", "data.source.n_test=140", "data.progress=false"]
 STUDY = "fer2013_mlp_search"
 

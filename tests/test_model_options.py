@@ -58,7 +58,7 @@ def test_crop_model_trains_on_crops_and_predicts_48px_faces_by_ten_crops(tmp_pat
 
 @pytest.mark.slow  # inductor compiles the train, val and test graphs on the CPU: ~30 s (CI runs the slow tests)
 def test_compiled_model_trains_and_matches_the_plain_one(tmp_path, one_thread):
-    cfg = compose_train(tmp_path, ["model=mlp", "model.hidden=[32]", "model.compile=true", "logger=none", *FAST])
+    cfg = compose_train(tmp_path, ["model=mlp", "model.net.hidden=[32]", "model.compile=true", "logger=none", *FAST])
     results = run_training(cfg)
     assert np.isfinite(results["val/loss"])
     (best,) = (Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt")
@@ -90,9 +90,9 @@ def test_fused_optimizer_kernels_on_cuda_only(target):
 def test_epoch_loss_is_the_weighted_mean_over_every_real_image_padding_batches_included():
     # the eval losses are summed on the device and divided once per epoch: the same weighted mean as one
     # cross_entropy over the whole split, and an all-padding DDP batch (labels -1) adds nothing (no nan)
-    from fer.models.registry import get_model_class
+    from fer.models.base import FERClassifier
 
-    model = get_model_class("mlp")(hidden=[8], label_smoothing=0.1)
+    model = FERClassifier({"_target_": "fer.models.mlp.MLP", "hidden": [8]}, label_smoothing=0.1)
     model.class_weight.copy_(torch.linspace(0.5, 2.0, 7))
     torch.manual_seed(0)
     batches = [(torch.randn(5, 7), torch.randint(0, 7, (5,))), (torch.randn(3, 7), torch.full((3,), -1)),
@@ -123,12 +123,12 @@ def test_ten_crop_models_skip_the_mirror_view_they_already_average(crop):
     """A ten-crop model with even margins sees a mirrored face as the same ten crops: predict's and the test
     split's mirror view would only double the cost, so it is skipped, with the same probabilities. An odd margin
     (41: centre crop 3 px from the left, 4 from the right) or no crops gives different mirror views: kept."""
-    from fer.models.cnn_deep import CNNDeep
+    from helpers import classifier
     from fer.inference.engine import predict_array
     from fer.tta import tta_proba
 
     torch.manual_seed(0)
-    model = CNNDeep(channels=(4, 8), fc=16, crop_size=crop).eval()
+    model = classifier("cnn_deep", {"channels": (4, 8), "fc": 16}, crop_size=crop).eval()
     assert model.mirror_invariant == (crop == 40)
     images = np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
     x = torch.from_numpy(images).float().div(255).unsqueeze(1)
@@ -146,12 +146,13 @@ def test_ten_crop_models_skip_the_mirror_view_they_already_average(crop):
 def test_ensemble_tta_is_the_mixture_of_its_members_tta():
     """Ensemble.tta_proba (each member its own views) equals the TTA mean of the mixture, for a ten-crop member
     beside a plain one, with the shifted views too."""
-    from fer.models.cnn_deep import CNNDeep
+    from helpers import classifier
     from fer.predict.ensemble import Ensemble
     from fer.tta import tta_proba
 
     torch.manual_seed(0)
-    members = [CNNDeep(channels=(4, 8), fc=16, crop_size=40).eval(), CNNDeep(channels=(4, 8), fc=16).eval()]
+    small = {"channels": (4, 8), "fc": 16}
+    members = [classifier("cnn_deep", small, crop_size=40).eval(), classifier("cnn_deep", small).eval()]
     ensemble = Ensemble(members, weights=[0.3, 0.7])
     x = torch.rand(5, 1, 48, 48)
     with torch.no_grad():
@@ -179,16 +180,16 @@ def test_predict_summary_names_the_tta_views_each_model_ran():
 def test_resnet_stem_keeps_small_faces_large(arch, crop, side):
     """model=resnet: ImageNet's stem would leave a 48x48 face 2x2 in the last stage; the small-image stem (stride 1,
     no max-pool) leaves 6x6 (5x5 for 40x40 crops), for the plain and the deep ("d") stems alike."""
-    from fer.models.resnet import ResNet
+    from helpers import classifier
 
-    model = ResNet(arch=arch, crop_size=crop).eval()
+    model = classifier("resnet", {"arch": arch}, crop_size=crop).eval()
     size = crop or 48
     with torch.no_grad():
         features = model.net.forward_features(torch.rand(2, 1, size, size))
         assert features.shape == (2, 512, side, side)
         assert model(torch.rand(2, 1, 48, 48)).shape == (2, 7)
     with pytest.raises(ValueError, match="not a timm ResNet"):
-        ResNet(arch="efficientnet_b0")
+        classifier("resnet", {"arch": "efficientnet_b0"})
 
 
 @pytest.mark.parametrize("native, expected", [(False, "32-true"), (True, "bf16-mixed")])

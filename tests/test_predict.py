@@ -481,7 +481,7 @@ def test_bad_checkpoints(fast_ckpt, work, tmp_path, challenge, store):
     # the MLP's weights under the CNN's name: refused, naming the file and the model it was taken for
     wrong = tmp_path / "wrong_model.ckpt"
     torch.save({**mlp, "fer_model": "cnn", "hyper_parameters": {}}, wrong)
-    with pytest.raises(UserError, match="wrong_model.ckpt: weights do not fit CNN"):
+    with pytest.raises(UserError, match="wrong_model.ckpt: weights do not fit its cnn model"):
         predict(work, wrong, *args)
     with pytest.raises(UserError, match="unknown MLflow run id"):
         predict(work, "f" * 32, *args, f"tracking_uri={store}")

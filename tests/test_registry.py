@@ -3,8 +3,8 @@ checkpoints of the format before the registry still load, and no checkpoint can 
 
 from __future__ import annotations
 
+import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,12 +86,12 @@ def test_the_exported_model_the_onnx_member_and_the_ensemble_answer_as_predictor
     from fer.capabilities import Predictor
     from fer.classes import CLASS_NAMES, IMAGE_SIZE
     from fer.export.onnx_file import export_onnx
-    from fer.models.mlp import MLP
+    from helpers import classifier
     from fer.predict.ensemble import Ensemble, OnnxMember
     from fer.runtime import ExpressionModel
     from fer.runtime.metadata import ModelInfo
 
-    mlp = MLP(hidden=[16]).eval()
+    mlp = classifier("mlp", {"hidden": [16]}).eval()
     path = export_onnx(mlp, tmp_path / "m.onnx", ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE, views="flip"))
     exported, member = ExpressionModel(path), OnnxMember(path)
     for predictor in (exported, member, Ensemble([mlp, member])):
@@ -115,11 +115,92 @@ def test_checkpoints_of_the_2026_11_25_format_still_load(model):
     checkpoint = torch.load(DATA / f"{model}_format_2026-11-25.ckpt", weights_only=True)
     assert "fer_model" not in checkpoint and checkpoint["fer_model_class"].startswith(f"fer.models.{model}.")
     loaded = load_model(DATA / f"{model}_format_2026-11-25.ckpt")
-    assert type(loaded).model_name == model
+    assert loaded.model_name == model
     expected = np.load(DATA / "format_2026-11-25_expected.npz")
     x = torch.from_numpy(expected["images"]).float().div(255).unsqueeze(1)
     with torch.no_grad():
         np.testing.assert_allclose(loaded.predict_proba(x).numpy(), expected[model], atol=1e-6)
+
+
+def test_checkpoints_from_before_the_net_node_score_the_same():
+    """A cnn checkpoint of 2026-12-07 (crops of 40, temperature 1.4), before the `net:` node: the network's keys
+    (channels, fc, dropouts) among the model's own. Read with them moved into `net`, it scores as it did."""
+    checkpoint = torch.load(DATA / "cnn_format_2026-12-07.ckpt", weights_only=True)
+    assert "net" not in checkpoint["hyper_parameters"] and checkpoint["hyper_parameters"]["channels"] == [4, 8]
+    loaded = load_model(DATA / "cnn_format_2026-12-07.ckpt")
+    assert loaded.model_name == "cnn" and loaded.hparams.net["channels"] == [4, 8] and loaded.hparams.crop_size == 40
+    x = torch.from_numpy(np.load(DATA / "format_2026-11-25_expected.npz")["images"]).float().div(255).unsqueeze(1)
+    np.testing.assert_allclose(loaded.predict_proba(x).numpy(),
+                               np.load(DATA / "cnn_format_2026-12-07_expected.npz")["cnn"], atol=1e-6)
+
+
+LAYOUTS = json.loads((DATA / "state_dict_layout_2026-12-07.json").read_text())
+
+
+@pytest.mark.parametrize("config", LAYOUTS)
+def test_networks_keep_the_layer_names_and_shapes_checkpoints_hold(config, tmp_path):
+    """Every network, built from its `net:` node, has the state dict (names and shapes) its model had on
+    2026-12-07, before the node (recorded then, on the meta device): checkpoints of then still load."""
+    from fer.training import instantiate_model
+    from helpers import compose_train
+
+    name, *overrides = config.split()
+    with torch.device("meta"):
+        built = instantiate_model(compose_train(tmp_path, [f"model={name}", *overrides]).model)
+    assert {k: list(v.shape) for k, v in built.state_dict().items()} == LAYOUTS[config]
+
+
+def test_a_checkpoint_whose_config_builds_another_model_is_refused(tmp_path):
+    checkpoint = torch.load(DATA / "cnn_format_2026-12-07.ckpt", weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    for key in ("channels", "fc", "conv_dropout", "fc_dropout"):  # the cnn's keys, now its network's
+        hparams.pop(key)
+    hparams["net"] = {"_target_": "fer.models.mlp.MLP", "hidden": [4]}
+    torch.save(checkpoint, tmp_path / "swapped.ckpt")
+    with pytest.raises(UserError, match=r"swapped.ckpt: damaged checkpoint \(it names model cnn, its config builds "
+                                        r"mlp\)"):
+        load_model(tmp_path / "swapped.ckpt")
+
+
+@pytest.fixture
+def seventh_model(tmp_path, monkeypatch):
+    """A new model as docs/DEVELOPMENT.md says to add one: a module fer/models/tiny.py with a registered network
+    and a conf/model/tiny.yaml (here both in tmp_path, on fer.models' and Hydra's search paths)."""
+    import fer.models
+    import fer.models.registry as registry
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny.py").write_text(
+        "from torch import nn\n"
+        "from fer.models.registry import register_model\n\n\n"
+        "@register_model('tiny')\n"
+        "class Tiny(nn.Sequential):\n"
+        "    def __init__(self, width: int = 4, image_size: int = 48):\n"
+        "        super().__init__(nn.Flatten(), nn.Linear(image_size * image_size, width), nn.ReLU(), "
+        "nn.Linear(width, 7))\n")
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "tiny.yaml").write_text(
+        "defaults:\n  - _base\nnet:\n  _target_: fer.models.tiny.Tiny\n  width: 8\nchannels_last: false\n")
+    monkeypatch.setattr(fer.models, "__path__", [*fer.models.__path__, str(tmp_path / "models")])
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    yield f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    sys.modules.pop("fer.models.tiny", None)
+
+
+def test_a_seventh_model_is_one_module_and_one_yaml(seventh_model, tmp_path):
+    """Nothing else is edited: the new network trains a step, is saved by its registered name, loads back and
+    predicts, and is listed among the models."""
+    from fer.models.registry import list_models
+    from fer.training import instantiate_model
+    from helpers import compose_train, untrained_checkpoint
+
+    model = instantiate_model(compose_train(tmp_path, ["model=tiny", seventh_model]).model)
+    assert model.model_name == "tiny" and "tiny" in list_models()
+    model.training_step((torch.rand(4, 1, 48, 48), torch.arange(4)), 0).backward()
+    assert model.net[1].weight.grad is not None
+    loaded = load_model(untrained_checkpoint(tmp_path / "tiny.ckpt", "tiny", [seventh_model]))
+    assert loaded.model_name == "tiny" and loaded.hparams.net["width"] == 8
+    assert loaded.predict_proba(torch.rand(3, 1, 48, 48)).shape == (3, 7)
 
 
 def test_svm_checkpoints_with_their_own_score_scale_score_the_same():

@@ -31,10 +31,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def onnx_model(tmp_path_factory) -> Path:
     """A small untrained MLP exported directly (no training, no data set): what the runtime sees of any model."""
     from fer.export.onnx_file import export_onnx
-    from fer.models.mlp import MLP
+    from helpers import classifier
 
     torch.manual_seed(0)
-    model = MLP(hidden=(32,))
+    model = classifier("mlp", {"hidden": (32,)})
     path = tmp_path_factory.mktemp("runtime") / "mlp.onnx"
     return export_onnx(model, path, ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE, data="fer2013"))
 
@@ -178,9 +178,9 @@ def test_classifying_a_photo_whole_warns(onnx_model, caplog):
 
 def test_a_model_trained_on_synthetic_faces_says_so(tmp_path, caplog):
     from fer.export.onnx_file import export_onnx
-    from fer.models.mlp import MLP
+    from helpers import classifier
 
-    path = export_onnx(MLP(hidden=(8,)), tmp_path / "synthetic.onnx",
+    path = export_onnx(classifier("mlp", {"hidden": (8,)}), tmp_path / "synthetic.onnx",
                        ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE, data="synthetic"))
     with caplog.at_level("WARNING", logger="fer"):
         ExpressionModel(path)
@@ -190,10 +190,10 @@ def test_a_model_trained_on_synthetic_faces_says_so(tmp_path, caplog):
 def test_views_baked_into_the_graph_are_the_tta_views(tmp_path):
     """export views=flip_shifts: the file's plain call gives what tta=true tta_shifts=true gives on the plain file."""
     from fer.export.onnx_file import export_onnx
-    from fer.models.mlp import MLP
+    from helpers import classifier
 
     torch.manual_seed(1)
-    net = MLP(hidden=(16,))
+    net = classifier("mlp", {"hidden": (16,)})
     plain = ExpressionModel(export_onnx(net, tmp_path / "plain.onnx", ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE)))
     baked = ExpressionModel(export_onnx(net, tmp_path / "baked.onnx",
                                         ModelInfo("mlp", CLASS_NAMES, IMAGE_SIZE, views="flip_shifts")))
@@ -210,10 +210,10 @@ def test_a_crop_model_exports_with_its_ten_crop_evaluation(views, tmp_path):
     checkpoint answers (with the same test-time views; the mirror view skipped, as ten crops already hold it)."""
     from fer.export.check import compare, torch_probabilities
     from fer.export.onnx_file import export_onnx
-    from fer.models.cnn_deep import CNNDeep
+    from helpers import classifier
 
     torch.manual_seed(0)
-    model = CNNDeep(channels=[8, 16, 16, 32], fc=64, crop_size=40).eval()
+    model = classifier("cnn_deep", {"channels": [8, 16, 16, 32], "fc": 64}, crop_size=40).eval()
     assert model.mirror_invariant
     runtime = ExpressionModel(export_onnx(model, tmp_path / "crops.onnx",
                                           ModelInfo("cnn_deep", CLASS_NAMES, IMAGE_SIZE, views=views)))

@@ -32,7 +32,7 @@ class EpochClock:
 
 # a small network unless a case needs the default one: what is checked is the epoch count and the schedule, and each
 # epoch writes last.ckpt (28 MB for the default MLP)
-TINY_MLP = ["model.hidden=[32]"]
+TINY_MLP = ["model.net.hidden=[32]"]
 
 
 def _train(tmp_path, monkeypatch, epoch_seconds: list[float], parts: list[str], minutes: float = 1.0) -> dict:
@@ -141,7 +141,8 @@ def test_csv_logger_keeps_every_epoch(tmp_path, monkeypatch):
 
     # lr 1.0: a val accuracy that is not best in the last epoch (0.14, 0.14, 0.11), so that last and best differ
     _train(tmp_path, monkeypatch, [10.0], ["model/scheduler=cosine", "trainer.max_epochs=3", "logger=csv",
-                                           "model.optimizer.lr=1.0", "model.hidden=[2048,1024,512]"], minutes="null")
+                                           "model.optimizer.lr=1.0", "model.net.hidden=[2048,1024,512]"],
+           minutes="null")
     metrics = pd.read_csv(tmp_path / "run" / "csv" / "version_0" / "metrics.csv")
     assert metrics["val/acc"].notna().sum() == 3 and metrics.filter(like="lr-").notna().sum().item() == 3
     assert metrics["train/loss"].notna().sum() == 3  # summed on the device, logged once per epoch

@@ -93,9 +93,10 @@ def test_one_epoch_mlflow_run_and_reload(model_name, tmp_path):
 def test_class_weights_follow_training_counts_and_change_the_loss(mode):
     from types import SimpleNamespace
 
-    from fer.models.mlp import MLP
+    from fer.models.base import FERClassifier
 
-    model = MLP(hidden=(16,), optimizer={"_target_": "torch.optim.Adam"}, class_weighting=mode, label_smoothing=0.1)
+    model = FERClassifier({"_target_": "fer.models.mlp.MLP", "hidden": (16,)}, {"_target_": "torch.optim.Adam"},
+                          class_weighting=mode, label_smoothing=0.1)
     counts = np.array([400, 15, 400, 700, 480, 320, 500])  # disgust is rare, as in FER2013
     model._trainer = SimpleNamespace(datamodule=SimpleNamespace(class_counts=counts))
     type(model).trainer = property(lambda self: self._trainer)
@@ -333,7 +334,7 @@ def test_resume_refuses_a_last_checkpoint_it_cannot_continue(last, tmp_path):
         message = "is not a PyTorch checkpoint"
     else:
         untrained_checkpoint(ckpt, "cnn", SMALL["cnn"])
-        message = r"last.ckpt holds a cnn model but the run's config asks for MLP .*was .hydra/config.yaml edited"
+        message = r"last.ckpt holds a cnn model but the run's config asks for mlp: was .hydra/config.yaml edited"
     with pytest.raises(DataError, match=f"^resume={run_dir}: .*({message})"):
         run_training(compose_train(tmp_path / "again", [f"resume={run_dir}", "logger=none"]))
 

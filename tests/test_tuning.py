@@ -21,7 +21,7 @@ from fer.tuning.space import choice_values, parse_search_space, suggest
 from fer.tuning.study import open_study, summarise_study, trial_state
 from fer.tuning.summary import experiment_config
 from fer.tuning.trial import TrialPruned, TrialPruning
-from helpers import CONF, FAST, compose_train, mlflow_overrides
+from helpers import CONF, compose_train, mlflow_overrides
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SEARCH = OmegaConf.load(CONF / "hparams_search" / "fer2013_mlp.yaml").hydra.sweeper
@@ -41,15 +41,15 @@ def test_search_space_reads_hydras_sweep_grammar(text, expected):
 
 
 def test_command_line_wins_over_params_and_fixed_values_pass_as_written():
-    space = parse_search_space({"model.dropout": "interval(0.0, 0.5)", "callbacks.time_budget.minutes": "4"},
-                               ["model.dropout=0.1", "data.root=../shared/fer2013",
+    space = parse_search_space({"model.net.dropout": "interval(0.0, 0.5)", "callbacks.time_budget.minutes": "4"},
+                               ["model.net.dropout=0.1", "data.root=../shared/fer2013",
                                 "model.label_smoothing=choice(0,0.1)"])
     assert set(space.distributions) == {"model.label_smoothing"}
-    assert space.fixed == ["callbacks.time_budget.minutes=4", "model.dropout=0.1", "data.root=../shared/fer2013"]
+    assert space.fixed == ["callbacks.time_budget.minutes=4", "model.net.dropout=0.1", "data.root=../shared/fer2013"]
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"model.dropout": "interval(0.0"}, "hydra.sweeper.params.model.dropout=interval(0.0"),
+    ({"model.net.dropout": "interval(0.0"}, "hydra.sweeper.params.model.net.dropout=interval(0.0"),
     ({"data.augment.shift": "range(5, 0)"}, "an empty range"),
     ({"data.root": "glob(*)"}, "use choice(), range(), interval()"),
 ])
@@ -96,7 +96,7 @@ def test_the_best_trial_is_written_as_a_ready_experiment_config(tmp_path):
     assert text.startswith("# @package _global_\n# Best trial 7\n# second line\n")
     assert "/somewhere" not in text and "hparams_search" not in text and "trial" not in text.split("\n", 3)[3]
     cfg = _compose_experiment(tmp_path, text, ["data.root=/elsewhere"])
-    assert cfg.model._target_.endswith("MLP") and cfg.model.optimizer._target_ == "torch.optim.SGD"
+    assert cfg.model.net._target_.endswith("MLP") and cfg.model.optimizer._target_ == "torch.optim.SGD"
     assert cfg.model.optimizer.lr == 0.0123 and list(cfg.data.augment.scale) == [0.95, 1.05]
     assert cfg.trainer.max_epochs == 25 and cfg.test is True  # the found recipe tests; the search did not
     assert cfg.model.label_smoothing == 0.1  # what it did not change comes from its base recipe

@@ -30,10 +30,10 @@ def clip(tmp_path_factory) -> Path:
 def ckpt(tmp_path_factory) -> Path:
     import torch
 
-    from fer.models.mlp import MLP
+    from helpers import classifier
 
     torch.manual_seed(0)
-    model = MLP(hidden=(32,))
+    model = classifier("mlp", {"hidden": (32,)})
     path = tmp_path_factory.mktemp("ckpt") / "mlp.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "fer_model": "mlp"}, path)
     return path

@@ -17,7 +17,7 @@ def test_ema_weights_are_validated_checkpointed_and_tested(tmp_path):
     from fer.training import _flat_params, run_training
 
     # decay 0.5: after a few steps the average is far from both the first and the last weights
-    cfg = compose_train(tmp_path, ["model=mlp", "model.hidden=[32]", "callbacks=[default,ema]",
+    cfg = compose_train(tmp_path, ["model=mlp", "model.net.hidden=[32]", "callbacks=[default,ema]",
                                    "callbacks.ema.decay=0.5", "logger=none",
                                    *FAST, "trainer.max_epochs=2", "trainer.limit_train_batches=4"])
     assert _flat_params(cfg, "mlp", "synthetic")["ema_decay"] == 0.5
@@ -60,10 +60,10 @@ def test_only_fit_restores_the_raw_weights():
 
     from pytorch_lightning.trainer.states import TrainerFn
 
-    from fer.models.mlp import MLP
+    from helpers import classifier
     from fer.training.weight_averaging import EMA
 
-    module = MLP(hidden=[8])
+    module = classifier("mlp", {"hidden": [8]})
     raw = {k: v.clone() for k, v in module.state_dict().items()}
     averaged = {k: v + 1 if v.is_floating_point() else v for k, v in raw.items()}
     ema = EMA(decay=0.5)
@@ -95,7 +95,7 @@ def test_resume_continues_the_raw_weights_and_the_average(tmp_path, monkeypatch)
     from fer.training import run_training
     from fer.training.weight_averaging import EMA
 
-    common = ["model=mlp", "model.hidden=[32]", "callbacks=[default,ema]", "callbacks.ema.decay=0.5",
+    common = ["model=mlp", "model.net.hidden=[32]", "callbacks=[default,ema]", "callbacks.ema.decay=0.5",
               "logger=none", *FAST, "callbacks.early_stopping=null"]
     cfg = compose_train(tmp_path, [*common, "trainer.max_epochs=1"])
     run_training(cfg)

@@ -63,7 +63,7 @@ def model_info(model, resolved, views: str, tracking_uri: str) -> ModelInfo:
     run_id = _run_of(resolved)
     extra = {RECIPE: _recipe(_run_folder(resolved.path)), COMMIT: "unknown", DEVICE: "unknown",
              **_run_params(run_id, tracking_uri)}
-    return ModelInfo(model=type(model).model_name, class_names=CLASS_NAMES, input_size=IMAGE_SIZE,
+    return ModelInfo(model=model.model_name, class_names=CLASS_NAMES, input_size=IMAGE_SIZE,
                      temperature=float(getattr(model, CALIBRATION_KEY)), source_checkpoint=str(resolved.path),
                      mlflow_run_id=run_id, val_split=record, views=views,
                      data=(record or {}).get("data", ""), extra=extra)

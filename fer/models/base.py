@@ -1,7 +1,9 @@
-"""The shared LightningModule: loss, metrics, optimiser/scheduler from config, test outputs for reports.
+"""The LightningModule of every neural model: the network composed from config, loss, metrics, optimiser/scheduler
+from config.
 
-A model = a subclass that implements `build_net()` and is registered by name (fer.models.registry); everything
-else (Trainer, logging, checkpoints, predict) is the same for all of them.
+A neural model = a network registered by name (fer.models.registry) and named by the config's `net:` node
+(conf/model/<name>.yaml, as lightning-hydra-template composes `net`); everything else (Trainer, logging,
+checkpoints, predict) is this class, the same for all of them. A model that is no network (the SVM) subclasses it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torchmetrics.classification import (MulticlassAccuracy, MulticlassCalibrati
 
 from fer.classes import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
 from fer.models.crops import random_crops, ten_crops, ten_crops_are_mirror_invariant
+from fer.models.registry import registered_target
 from fer.tta import NAMED_VIEWS, tta_proba
 
 CHECKPOINT_MODEL_KEY = "fer_model"  # the model's registered name, in every checkpoint
@@ -28,7 +31,10 @@ CALIBRATION_KEY = "calibration_t"  # the buffer (state_dict key) holding the cal
 
 class FERClassifier(pl.LightningModule):
     """Input: float [B,1,48,48] in [0,1] (see fer.data.augment.to_unit_float). Output: logits [B,7].
-    Subclasses are registered by name (fer.models.registry.register_model), which sets `model_name`.
+
+    net: the network's config, {"_target_": "fer.models.<name>.<Builder>", **its keys}: a registered network
+    (fer.models.registry), built as Builder(**keys, image_size=the side it sees) and mapping [B,1,s,s] to logits
+    [B,7]. `model_name` is its registered name (a subclass that is no network is registered itself).
 
     crop_size (e.g. 40): the network sees crop_size x crop_size crops of the 48x48 faces: a random crop per image
     while training, the mean of the ten-crop logits (four corners and the centre, and their mirrors) otherwise, so
@@ -43,18 +49,18 @@ class FERClassifier(pl.LightningModule):
     onnx_refusal: str = ""
     val_split_record: dict | None = None  # set from the checkpoint by fer.models.loading
 
-    def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None, class_weighting: str = "none",
-                 label_smoothing: float = 0.0, input_mean: float = 0.5, input_std: float = 0.25,
-                 channels_last: bool = True, test_tta: str = "none", crop_size: int | None = None,
-                 compile: bool = False, compile_mode: str = "default"):
+    def __init__(self, net: dict | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
+                 class_weighting: str = "none", label_smoothing: float = 0.0, input_mean: float = 0.5,
+                 input_std: float = 0.25, channels_last: bool = True, test_tta: str = "none",
+                 crop_size: int | None = None, compile: bool = False, compile_mode: str = "default"):
         if test_tta not in NAMED_VIEWS:
             raise ValueError(f"model.test_tta must be one of {', '.join(NAMED_VIEWS)}, got {test_tta!r}")
         if crop_size is not None and not 8 <= int(crop_size) <= IMAGE_SIZE:
             raise ValueError(f"model.crop_size must be null or 8..{IMAGE_SIZE} pixels, got {crop_size!r}")
         super().__init__()
         self.save_hyperparameters()
-        self.net_input_size = int(crop_size) if crop_size else IMAGE_SIZE  # the side build_net() builds for
-        self.net = self.build_net()
+        self.net_input_size = int(crop_size) if crop_size else IMAGE_SIZE  # the side the network sees
+        self.net = self.build_net(net)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         if compile:
@@ -82,9 +88,16 @@ class FERClassifier(pl.LightningModule):
         self.test_recall = MulticlassRecall(NUM_CLASSES, average="none", **checked)
         self.test_ece = MulticlassCalibrationError(NUM_CLASSES, n_bins=15, norm="l1", **checked)
 
-    # ---- to implement --------------------------------------------------------------------------------
-    def build_net(self) -> nn.Module:
-        raise NotImplementedError
+    def build_net(self, net: dict | None) -> nn.Module:
+        """The network its config names (a subclass that is no network returns its own stand-in)."""
+        if not net or "_target_" not in net:
+            raise ValueError("model.net: which network? a node with the _target_ of a registered network "
+                             "(see conf/model/cnn.yaml)")
+        try:
+            self.model_name, build = registered_target(net["_target_"])
+        except ValueError as exc:
+            raise ValueError(f"model.net._target_={exc}") from None
+        return build(**{k: v for k, v in net.items() if k != "_target_"}, image_size=self.net_input_size)
 
     # ---- forward -------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -226,13 +239,17 @@ class FERClassifier(pl.LightningModule):
     # ---- checkpoints ---------------------------------------------------------------------------------
     @classmethod
     def inference_kwargs(cls, hparams: dict[str, Any]) -> dict[str, Any]:
-        """Constructor arguments to rebuild a trained model from its checkpoint's hyper-parameters (for inference:
-        not compiled, whatever training did)."""
-        return {**hparams, "compile": False}
+        """Constructor arguments to rebuild a trained model from its checkpoint's hyper-parameters, for inference:
+        not compiled, whatever training did, and no pretrained weights read (the checkpoint holds every weight, and
+        the file they came from may not be installed): a network that reads some takes `pretrained`."""
+        kwargs = {**hparams, "compile": False}
+        if isinstance(kwargs.get("net"), dict) and "pretrained" in kwargs["net"]:
+            kwargs["net"] = {**kwargs["net"], "pretrained": False}
+        return kwargs
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # which model to rebuild: its registered name (fer.models.registry), never an import path
-        checkpoint[CHECKPOINT_MODEL_KEY] = type(self).model_name
+        checkpoint[CHECKPOINT_MODEL_KEY] = self.model_name
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # checkpoints from before calibration: uncalibrated (T = 1), as they were

@@ -5,24 +5,17 @@ from __future__ import annotations
 
 from torch import nn
 
-from fer.classes import NUM_CLASSES
-from fer.models.base import FERClassifier
+from fer.classes import IMAGE_SIZE, NUM_CLASSES
 from fer.models.layers import flat_width, linear_bn_relu, vgg_blocks
 from fer.models.registry import register_model
 
 
 @register_model("cnn_deep")
-class CNNDeep(FERClassifier):
+class CNNDeep(nn.Sequential):
     def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 256), convs_per_block: int = 2, fc: int = 2304,
-                 conv_dropout: float = 0.0, fc_dropout: float = 0.5, **kwargs):
-        self.channels, self.convs_per_block, self.fc = tuple(channels), convs_per_block, fc
-        self.conv_dropout, self.fc_dropout = conv_dropout, fc_dropout
-        super().__init__(**kwargs)
-
-    def build_net(self) -> nn.Module:
-        dropout = (lambda: nn.Dropout2d(self.conv_dropout)) if self.conv_dropout else None
-        layers = vgg_blocks(self.channels, self.convs_per_block, dropout)
-        layers += [nn.Flatten(), nn.Dropout(self.fc_dropout),
-                   *linear_bn_relu(flat_width(self.channels, self.net_input_size), self.fc, self.fc_dropout),
-                   nn.Linear(self.fc, NUM_CLASSES)]
-        return nn.Sequential(*layers)
+                 conv_dropout: float = 0.0, fc_dropout: float = 0.5, image_size: int = IMAGE_SIZE):
+        dropout = (lambda: nn.Dropout2d(conv_dropout)) if conv_dropout else None
+        layers = vgg_blocks(channels, convs_per_block, dropout)
+        layers += [nn.Flatten(), nn.Dropout(fc_dropout),
+                   *linear_bn_relu(flat_width(channels, image_size), fc, fc_dropout), nn.Linear(fc, NUM_CLASSES)]
+        super().__init__(*layers)

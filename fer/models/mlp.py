@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from torch import nn
 
-from fer.classes import NUM_CLASSES
-from fer.models.base import FERClassifier
+from fer.classes import IMAGE_SIZE, NUM_CLASSES
 from fer.models.registry import register_model
 
 
 @register_model("mlp")
-class MLP(FERClassifier):
+class MLP(nn.Sequential):
     def __init__(self, hidden: tuple[int, ...] = (2048, 1024, 512), dropout: float = 0.3, batch_norm: bool = True,
-                 channels_last: bool = False, **kwargs):
-        self.hidden, self.dropout, self.batch_norm = tuple(hidden), dropout, batch_norm
-        super().__init__(channels_last=channels_last, **kwargs)  # no convolutions: memory format is moot
-
-    def build_net(self) -> nn.Module:
+                 image_size: int = IMAGE_SIZE):
         layers: list[nn.Module] = [nn.Flatten()]
-        width = self.net_input_size * self.net_input_size
-        for h in self.hidden:
-            layers += [nn.Linear(width, h, bias=not self.batch_norm)]
-            layers += [nn.BatchNorm1d(h)] if self.batch_norm else []
+        width = image_size * image_size
+        for h in hidden:
+            layers += [nn.Linear(width, h, bias=not batch_norm)]
+            layers += [nn.BatchNorm1d(h)] if batch_norm else []
             layers += [nn.ReLU(inplace=True)]
-            layers += [nn.Dropout(self.dropout)] if self.dropout else []
+            layers += [nn.Dropout(dropout)] if dropout else []
             width = h
         layers.append(nn.Linear(width, NUM_CLASSES))
-        return nn.Sequential(*layers)
+        super().__init__(*layers)

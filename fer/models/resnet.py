@@ -11,27 +11,23 @@ from timm.models.resnet import ResNet as TimmResNet
 from torch import nn
 
 from fer.classes import NUM_CLASSES
-from fer.models.base import FERClassifier
 from fer.models.registry import register_model
 
 
 @register_model("resnet")
-class ResNet(FERClassifier):
-    def __init__(self, arch: str = "resnet18", drop_rate: float = 0.0, drop_path_rate: float = 0.0, **kwargs):
-        self.arch, self.drop_rate, self.drop_path_rate = arch, drop_rate, drop_path_rate
-        super().__init__(**kwargs)
-
-    def build_net(self) -> nn.Module:
-        net = timm.create_model(self.arch, pretrained=False, num_classes=NUM_CLASSES, in_chans=1,
-                                drop_rate=self.drop_rate, drop_path_rate=self.drop_path_rate)
-        if not isinstance(net, TimmResNet):
-            raise ValueError(f"model.arch={self.arch!r} is not a timm ResNet (resnet18, resnet34, resnet18d...); "
-                             "other timm models: model=efficientnet model.arch=... model.pretrained=false")
-        if isinstance(net.conv1, nn.Conv2d):  # the plain stem: one 7x7 stride-2 conv -> 3x3 stride 1
-            net.conv1 = nn.Conv2d(1, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
-        else:  # the deep stems ("d", "t" variants): three 3x3 convs, the first at stride 2 -> all at stride 1
-            for conv in net.conv1.modules():
-                if isinstance(conv, nn.Conv2d):
-                    conv.stride = (1, 1)
-        net.maxpool = nn.Identity()
-        return net
+def small_stem_resnet(arch: str = "resnet18", drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                      image_size: int | None = None) -> TimmResNet:
+    """timm's `arch` with the small-image stem (any input side: the network ends in global pooling)."""
+    net = timm.create_model(arch, pretrained=False, num_classes=NUM_CLASSES, in_chans=1,
+                            drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+    if not isinstance(net, TimmResNet):
+        raise ValueError(f"model.net.arch={arch!r} is not a timm ResNet (resnet18, resnet34, resnet18d...); "
+                         "other timm models: model=efficientnet model.net.arch=... model.net.pretrained=false")
+    if isinstance(net.conv1, nn.Conv2d):  # the plain stem: one 7x7 stride-2 conv -> 3x3 stride 1
+        net.conv1 = nn.Conv2d(1, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+    else:  # the deep stems ("d", "t" variants): three 3x3 convs, the first at stride 2 -> all at stride 1
+        for conv in net.conv1.modules():
+            if isinstance(conv, nn.Conv2d):
+                conv.stride = (1, 1)
+    net.maxpool = nn.Identity()
+    return net

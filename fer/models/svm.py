@@ -60,9 +60,9 @@ class HogSVM(FERClassifier):
                                  transform_sqrt=bool(transform_sqrt), soft_binning=bool(soft_binning))
         kwargs.setdefault("channels_last", False)
         super().__init__(**kwargs)
-        # no optimiser: drop the base's optimizer=None / scheduler=None from the saved and logged hyper-parameters
-        # (Lightning's way for a subclass; rebuilding from a checkpoint gets the same None defaults)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        # no network, no optimiser: drop the base's net=None / optimizer=None / scheduler=None from the saved and
+        # logged hyper-parameters (Lightning's way for a subclass; rebuilding from a checkpoint gets the same None)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.automatic_optimization = False
         self.hog = HogFeatures(**self.hog_settings)
         self.pipeline: Pipeline | None = None
@@ -71,8 +71,8 @@ class HogSVM(FERClassifier):
         self._train_labels: list[np.ndarray] = []
         self._train_sample: tuple[np.ndarray, np.ndarray] | None = None
 
-    def build_net(self) -> nn.Module:
-        return nn.Identity()  # nothing to train by gradient
+    def build_net(self, net: dict | None) -> nn.Module:
+        return nn.Identity()  # nothing to train by gradient: no network
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # The fit is this model's one training step, taken through this optimiser (fit_pipeline): Lightning counts

@@ -139,7 +139,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = instantiate_model(cfg.model)
-    model_name = type(model).model_name
+    model_name = model.model_name
     log.info("model %s: %s", model_name, size_line(model, model.net, model.net_input_size))
     loggers = _loggers(cfg, run_info, f"{model_name}-{datamodule.name}-{time.strftime('%m%d-%H%M%S')}")
     mlflow_logger = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)

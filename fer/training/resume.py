@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from fer.cli import require_data_root
@@ -38,14 +37,14 @@ def _check_resumable(last: Path, cfg: DictConfig, given: str) -> None:
     """last.ckpt is read as predict.py reads checkpoints (a zip of tensors: a truncated file or a pickle is
     refused without running it) and holds the model the run's config builds: one line otherwise, before Lightning
     would fail inside its restore."""
-    from fer.models.loading import model_class, read_checkpoint
+    from fer.models.loading import configured_model_name, read_checkpoint, registered_model
 
     try:
         checkpoint = read_checkpoint(last)
-        saved = model_class(checkpoint, last)
-    except UserError as exc:
+        saved = registered_model(checkpoint, last)[0]
+        wanted = configured_model_name(cfg.model)
+    except (UserError, ValueError) as exc:
         raise DataError(f"resume={given}: {exc}") from exc
-    wanted = hydra.utils.get_class(cfg.model._target_)
-    if saved is not wanted:
-        raise DataError(f"resume={given}: {last.name} holds a {saved.model_name} model but the run's config "
-                        f"asks for {wanted.__name__} ({cfg.model._target_}): was .hydra/config.yaml edited?")
+    if saved != wanted:
+        raise DataError(f"resume={given}: {last.name} holds a {saved} model but the run's config asks for "
+                        f"{wanted}: was .hydra/config.yaml edited?")
