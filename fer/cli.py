@@ -12,7 +12,7 @@ import secrets
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from omegaconf import OmegaConf
 
@@ -144,7 +144,35 @@ def check_recipe_for(cfg, script: str, name: str | None = None) -> None:
                         f"python {wanted}.py experiment={name}")
 
 
-def require_numbers(cfg, keys: tuple[str, ...]) -> None:
+def number_keys_of_targets(cfg) -> list[str]:
+    """The keys of the config whose values must be numbers because what the config builds says so: each node with
+    a `_target_` (the trainer, the data module, the model, its network, optimiser and scheduler, the callbacks)
+    gives the parameters its class or function declares as numbers (fer.config_values.number_parameters). The
+    config's own schema, so no list is kept by hand; a target that cannot be imported is left to Hydra to report."""
+    import hydra.utils
+
+    from fer.config_values import number_parameters
+
+    keys: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if not isinstance(node, dict):
+            return
+        if isinstance(node.get("_target_"), str):
+            try:
+                numbers = number_parameters(hydra.utils.get_object(node["_target_"]))
+            except Exception:  # noqa: BLE001 - Hydra says what is wrong with a target when it builds it
+                numbers = set()
+            keys.extend(f"{prefix}{name}" for name in sorted(numbers & set(node)))
+        for key, child in node.items():
+            if not str(key).startswith("_"):
+                walk(child, f"{prefix}{key}.")
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return keys
+
+
+def require_numbers(cfg, keys: tuple[str, ...] | list[str]) -> None:
     """One line for a setting that must be a number and is not (video_every=abc, trainer.max_epochs=3O): caught
     before the value reaches code that would fail on it with a traceback, or, worse, compare it as text."""
     from omegaconf import OmegaConf

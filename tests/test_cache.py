@@ -346,3 +346,20 @@ def test_big_cache_gather_is_chunked_and_leaves_nothing_mapped(tmp_path, monkeyp
     idx = np.sort(order[:1000])
     expected = np.fromfile(data, dtype=np.uint8).reshape(n, 48, 48)[idx]
     assert np.array_equal(cache.gather(idx), expected)
+
+
+def test_an_entry_is_flushed_to_disk_before_it_is_published(folder_dataset, tmp_path, monkeypatch):
+    """The build folder's files and the folder itself are fsynced before the rename that makes the entry visible
+    (fer.runtime.atomic.publish_folder): after a power loss the entry is whole or absent, never renamed but empty."""
+    import fer.runtime.atomic as atomic
+
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                        real_fsync(fd))[1])
+    monkeypatch.setattr(atomic.os, "rename", lambda a, b: (events.append(("rename", str(a))), real_rename(a, b))[1])
+    cache = open_cache(FolderSource(str(folder_dataset)), tmp_path / "c", progress=False)
+    build = events[-1][1]
+    assert events[-1] == ("rename", build) and events[-2] == build  # the folder itself, then the rename
+    synced = [Path(e).name for e in events[:-2] if isinstance(e, str) and Path(e).parent == Path(build)]
+    assert sorted(synced) == sorted(p.name for p in cache.path.iterdir() if p.is_file())

@@ -113,3 +113,17 @@ def test_no_private_library_state_and_no_capability_probes():
     found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in sorted((ROOT / "fer").rglob("*.py"))
              for i, line in enumerate(p.read_text().splitlines(), 1) if _PRIVATE_LIBRARY_STATE.search(line)]
     assert not found, "\n".join(found)
+
+
+_RENAME = re.compile(r"\bos\.(rename|replace)\(")
+
+
+def test_files_are_published_only_through_the_atomic_helpers():
+    """Every file or folder fer publishes goes through fer.runtime.atomic (flushed to disk, then renamed). The
+    cache's other renames move no new data into view: a file inside its unpublished build folder, and a damaged
+    entry set aside."""
+    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in sorted((ROOT / "fer").rglob("*.py"))
+             if p != ROOT / "fer" / "runtime" / "atomic.py"
+             for i, line in enumerate(p.read_text().splitlines(), 1) if _RENAME.search(line)
+             and not (p.name == "cache.py" and ("tmp / " in line or ".damaged-" in line))]
+    assert not found, "\n".join(found)

@@ -37,7 +37,7 @@ from fer.data.bad_input import BadInputLog
 from fer.runtime.images import DEFAULT_MAX_PIXELS
 from fer.data.manifest import Manifest
 from fer.errors import DataError
-from fer.runtime.atomic import reporting_target_faults
+from fer.runtime.atomic import publish_folder, reporting_target_faults
 
 log = logging.getLogger(__name__)
 
@@ -232,12 +232,12 @@ def _open_existing(final: Path) -> ImageCache | None:
 
 
 def _move_into_place(tmp: Path, final: Path) -> None:
-    """Rename the finished build to `final`. Another process may have finished the same entry first (theirs is
-    identical: ours is dropped), or left a folder there that is no entry (the remains of a removal that raced with a
-    reader): that is set aside, and the rename tried once more."""
+    """Publish the finished build as `final` (flushed to disk, then renamed). Another process may have finished the
+    same entry first (theirs is identical: ours is dropped), or left a folder there that is no entry (the remains of
+    a removal that raced with a reader): that is set aside, and the rename tried once more."""
     for attempt in range(2):
         try:
-            os.rename(tmp, final)
+            publish_folder(tmp, final)
             return
         except OSError:
             if (final / "info.json").is_file():

@@ -27,6 +27,8 @@ from fer.tta import NAMED_VIEWS, tta_proba
 
 CHECKPOINT_MODEL_KEY = "fer_model"  # the model's registered name, in every checkpoint
 CALIBRATION_KEY = "calibration_t"  # the buffer (state_dict key) holding the calibration temperature
+# scheduler sizes a config may give as "auto": filled from the Trainer, so one config fits any data size or epochs
+AUTO_SIZED = ("total_steps", "T_max")
 
 
 class FERClassifier(pl.LightningModule):
@@ -227,8 +229,7 @@ class FERClassifier(pl.LightningModule):
             return optimizer
         cfg = copy.deepcopy(dict(self.hparams.scheduler))
         monitor, interval = cfg.pop("monitor", "val/acc"), cfg.pop("interval", "epoch")
-        # "auto" sizes: filled from the Trainer so one config fits any data size or epoch count
-        for key in ("total_steps", "T_max"):
+        for key in AUTO_SIZED:
             if cfg.get(key) == "auto":
                 cfg[key] = int(self.trainer.estimated_stepping_batches if interval == "step"
                                else self.trainer.max_epochs)

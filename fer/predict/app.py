@@ -20,12 +20,6 @@ from fer.predict.summary import print_summary
 log = logging.getLogger(__name__)
 
 
-# settings that must be numbers (a typo reaches code that fails with a traceback, or compares it as text)
-_NUMERIC_KEYS = ("batch_size", "num_threads", "tta_shift", "max_image_pixels", "face_margin", "face_score_threshold",
-                 "face_upscale", "face_min_size", "face_min_neighbors", "face_scale_factor", "face_max_side",
-                 "video_every", "video_fps", "video_smooth", "video_max_frames")
-
-
 def _check_call(cfg) -> tuple[PredictSettings, str | list[float], list[str]]:
     """Everything about the call itself, before anything is read: (the settings, ensemble weights choice, input=
     paths)."""
@@ -34,7 +28,7 @@ def _check_call(cfg) -> tuple[PredictSettings, str | list[float], list[str]]:
     from fer.predict.ensemble import parse_ensemble_weights
 
     check_recipe_for(cfg, "predict")
-    require_numbers(cfg, _NUMERIC_KEYS)
+    require_numbers(cfg, PredictSettings.number_keys())  # a typo would fail with a traceback, or compare as text
     if OmegaConf.is_missing(cfg, "ckpt") or not as_list(cfg.ckpt):
         raise UserError("which model? ckpt=PATH.ckpt, a train.py run folder, an MLflow run id, runs:/<id>, best, "
                         "or a list [a,b] for an ensemble")

@@ -4,11 +4,13 @@ builds just that group."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from fer.config_values import as_list
+from fer.config_values import as_list, is_number_type
 from fer.errors import UserError
 from fer.runtime.output_guard import OutputGuard
 
@@ -67,6 +69,8 @@ class Scoring:
 class Faces:
     """face_detect=true: the detector and how it crops (fer.runtime.faces.FaceDetector's settings)."""
 
+    KEY_PREFIX: ClassVar[str] = "face_"  # each field is read from conf/predict.yaml's face_<field>
+
     detector: str
     min_size: int | None
     min_neighbors: int | None
@@ -88,6 +92,8 @@ class Faces:
 class Video:
     """input=<video> / camera:N: which frames are classified, and how faces are followed."""
 
+    KEY_PREFIX: ClassVar[str] = "video_"
+
     every: int
     fps: float | None
     smooth: float
@@ -102,6 +108,18 @@ class PredictSettings:
     faces: Faces
     video: Video
     face_detect: bool
+
+    @staticmethod
+    def number_keys() -> list[str]:
+        """The config keys whose values must be numbers: the fields the groups declare as numbers (int, float,
+        optional or not), read from <prefix><field> (the groups' KEY_PREFIX, none for the others)."""
+        keys = []
+        for group in typing.get_type_hints(PredictSettings).values():
+            if dataclasses.is_dataclass(group):
+                hints = typing.get_type_hints(group)
+                keys += [vars(group).get("KEY_PREFIX", "") + field.name for field in dataclasses.fields(group)
+                         if is_number_type(hints[field.name])]
+        return keys
 
     @classmethod
     def from_config(cls, cfg) -> PredictSettings:

@@ -133,3 +133,19 @@ def publish(tmp: str | Path, path: str | Path) -> None:
         os.fsync(fh.fileno())
     os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+
+
+def publish_folder(tmp: str | Path, path: str | Path) -> None:
+    """A finished temporary folder (its files written, none open for writing) becomes `path`, as publish() does for
+    one file: every file and the folder itself flushed to disk first, then one rename. OSError when `path` is taken
+    (a non-empty folder): the caller decides whose copy stays."""
+    for file in sorted(Path(tmp).iterdir()):
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+    folder = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    os.rename(tmp, path)

@@ -9,13 +9,13 @@ of RunRecord; a new way to find a checkpoint in MLflow is one method of RunStore
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from fer.errors import UserError
+from fer.runtime.atomic import publish
 from fer.tracking.mlflow_logger import model_requirements, retry, ui_url
 from fer.tracking.sqlite_store import sqlite_file
 
@@ -275,7 +275,7 @@ class RunStore:
             local = Path(self.client.download_artifacts(run_id, artifact, str(tmp)))
             if not local.is_file():
                 return local
-            os.replace(local, target / local.name)
+            publish(local, target / local.name)  # flushed, a normal file's mode, then renamed
             return target / local.name
         except Exception as exc:  # noqa: BLE001 - artifact repositories raise many kinds
             raise UserError(f"run {run_id}: cannot download artifact {artifact!r} "

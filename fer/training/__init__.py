@@ -19,11 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
-from fer.cli import check_recipe_for, require_data_root, require_numbers, silence_library_noise
+from fer.cli import (check_recipe_for, number_keys_of_targets, require_data_root, require_numbers,
+                     silence_library_noise)
 from fer.errors import RunStoppedEarly
 from fer.tracking.plots import plot_reliability
 from fer.tracking.record import PARAM_COMMIT, PARAM_DEVICE, PARAM_MODEL, RunRecord, trial_tags
 from fer.tracking.reports import write_test_reports
+from fer.models.base import AUTO_SIZED
 from fer.models.size import size_line
 from fer.runtime.metadata import SYNTHETIC
 from fer.training.calibrate import calibrate_checkpoint
@@ -97,16 +99,21 @@ def _device_name(accelerator: str) -> str:
     return f"CPU, {os.cpu_count()} cores"
 
 
-# config values that must be numbers: a typo in an override (trainer.max_epochs=3O) would otherwise surface as
-# an assertion deep inside Lightning
-_NUMERIC_KEYS = ("seed", "trainer.max_epochs", "trainer.min_epochs", "trainer.log_every_n_steps",
-                 "data.batch_size", "data.augment_copies", "data.eval_batch_size", "data.val_fraction",
-                 "data.split_seed", "model.optimizer.lr", "model.optimizer.weight_decay", "model.label_smoothing")
+# numbers train.py reads itself; those the config's classes read are declared by them (number_keys_of_targets).
+# A typo in an override (trainer.max_epochs=3O) would otherwise surface as an assertion deep inside Lightning.
+_OWN_NUMBER_KEYS = ("seed",)
+
+
+def number_keys(cfg: DictConfig) -> list[str]:
+    """Every key of the train config whose value must be a number; a scheduler size given as "auto" is none."""
+    auto = {f"model.scheduler.{key}" for key in AUTO_SIZED
+            if OmegaConf.select(cfg, f"model.scheduler.{key}", default=None) == "auto"}
+    return [key for key in (*_OWN_NUMBER_KEYS, *number_keys_of_targets(cfg)) if key not in auto]
 
 
 def validate_config(cfg: DictConfig) -> None:
     check_recipe_for(cfg, "train")
-    require_numbers(cfg, _NUMERIC_KEYS)
+    require_numbers(cfg, number_keys(cfg))
     require_data_root(cfg)
 
 
