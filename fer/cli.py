@@ -12,7 +12,7 @@ import secrets
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from omegaconf import OmegaConf
 
@@ -228,6 +228,23 @@ def check_config_choices(argv: list[str], conf_dir: str | Path) -> None:
                 raise UserError(f"{key}={name}: no such {key}; choose one of {', '.join(choices)}")
 
 
+def check_moved_network_keys(argv: list[str], conf_dir: str | Path, config_name: str) -> None:
+    """model.<key>=... where <key> is a setting of the model's network (model.dropout=0.2): those moved to
+    model.net.<key> with the `net:` node (2026-12-07). For a command line Hydra refuses: one line saying where the
+    key went, instead of Hydra's "Could not override"."""
+    choices = [arg for arg in argv if "=" in arg and "." not in arg.partition("=")[0]]  # model=mlp, experiment=...
+    cfg = _composed(choices, Path(conf_dir), config_name)
+    net = OmegaConf.select(cfg, "model.net", default=None) if cfg is not None else None
+    if not isinstance(net, Mapping):
+        return
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        parts = key.lstrip("+").split(".")
+        if len(parts) == 2 and parts[0] == "model" and parts[1] not in cfg.model and parts[1] in net:
+            raise UserError(f"{key}: a setting of the model's network, under model.net since 2026-12-07: "
+                            f"model.net.{parts[1]}={value}")
+
+
 def exit_on_bad_command_line(conf_dir: str | Path, config_name: str | None = None) -> None:
     """For the scripts' entry points, before Hydra (which makes the run folder first): the command line's config
     choices and $FER_CACHE_DIR checked, and with `config_name` the composed config's data folder; exit 2 with one
@@ -238,6 +255,8 @@ def exit_on_bad_command_line(conf_dir: str | Path, config_name: str | None = Non
         check_config_choices(sys.argv[1:], conf_dir)
         env_cache_dir()
         cfg = _composed(sys.argv[1:], Path(conf_dir), config_name) if config_name else None
+        if cfg is None and config_name:  # Hydra will refuse it: say so first where we know better
+            check_moved_network_keys(sys.argv[1:], conf_dir, config_name)
         if cfg is not None:
             # the recipe first: a predict.py recipe names no data folder train.py could read
             experiment = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.startswith("experiment=")]

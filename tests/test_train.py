@@ -265,6 +265,22 @@ def test_cli_mistakes_give_one_clear_message(args, message, code, tmp_path):
             assert message in (run_dir / "train.log").read_text()  # and the run's log file keeps it
 
 
+@pytest.mark.parametrize("args,moved", [(["model=mlp", "model.dropout=0.2"], "model.net.dropout=0.2"),
+                                        (["experiment=fer2013_cnn", "model.fc=[256]"], "model.net.fc=[256]"),
+                                        (["model.channels=[8,16]"], "model.net.channels=[8,16]")])
+def test_a_network_setting_given_the_old_way_says_where_it_went(args, moved, monkeypatch, capsys):
+    """Before the `net:` node the network's settings were model.<key>; Hydra would only say it cannot override
+    model.dropout. One line (exit 2) names the key's new place, before Hydra runs."""
+    from fer.cli import exit_on_bad_command_line
+
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    with pytest.raises(SystemExit) as exit_:
+        exit_on_bad_command_line(ROOT / "conf", "train")
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"error: {args[-1].split('=')[0]}: a setting of the model's network, under "
+                                       f"model.net since 2026-12-07: {moved}\n")
+
+
 @pytest.mark.parametrize("parts", [["model/optimizer=sgd", "model/scheduler=onecycle"],
                                    pytest.param(["model/optimizer=adamw", "model/scheduler=cosine"],
                                                 marks=pytest.mark.slow),

@@ -91,7 +91,8 @@ class FERClassifier(pl.LightningModule):
         self.test_ece = MulticlassCalibrationError(NUM_CLASSES, n_bins=15, norm="l1", **checked)
 
     def build_net(self, net: dict | None) -> nn.Module:
-        """The network its config names (a subclass that is no network returns its own stand-in)."""
+        """The network its config names; sets model_name to its registered name. (A subclass that is no network
+        returns its own stand-in.)"""
         if not net or "_target_" not in net:
             raise ValueError("model.net: which network? a node with the _target_ of a registered network "
                              "(see conf/model/cnn.yaml)")

@@ -12,7 +12,6 @@ networks keep their layer names).
 from __future__ import annotations
 
 import inspect
-import re
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +24,6 @@ from fer.models.base import CHECKPOINT_MODEL_KEY, FERClassifier
 from fer.models.registry import get_model_class, list_models, registered_target
 
 _LEGACY_KEY = "fer_model_class"
-_LEGACY_PATH = re.compile(r"fer\.models\.([a-z][a-z0-9_]*)\.([A-Za-z_]\w*)")
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -53,12 +51,11 @@ def registered_model(checkpoint: dict, path: str | Path = "") -> tuple[str, Call
                             f"(registered: {', '.join(list_models())})")
         return name, registered
     legacy = str(checkpoint[_LEGACY_KEY])
-    match = _LEGACY_PATH.fullmatch(legacy)
-    cls = get_model_class(match.group(1)) if match else None
-    if cls is None or cls.__qualname__ != match.group(2):
+    try:
+        return registered_target(legacy)
+    except ValueError:
         raise UserError(f"{path}: model class {legacy[:80]} is not a model of this fer "
-                        f"(registered: {', '.join(list_models())})")
-    return match.group(1), cls
+                        f"(registered: {', '.join(list_models())})") from None
 
 
 def module_class(registered: Callable) -> type[FERClassifier]:

@@ -21,7 +21,7 @@ from typing import Callable, TypeVar
 
 T = TypeVar("T", bound=Callable)
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, Callable] = {}
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _TARGET = re.compile(r"fer\.models\.([a-z][a-z0-9_]*)\.([A-Za-z_]\w*)")
 
