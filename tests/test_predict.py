@@ -628,3 +628,23 @@ def test_malformed_checkpoint_config_is_one_line_before_anything_is_built(case, 
     torch.save({**ckpt, **bad}, path)
     with pytest.raises(UserError, match=f"^{path}: {message}"):
         load_model(path)
+
+
+def test_num_threads_holds_while_scoring_and_the_callers_count_is_restored(work, fast_ckpt, challenge, monkeypatch):
+    """num_threads=N is torch's thread count while predict.py scores; run_predict, a library call too, hands the
+    process back with the caller's count (it used to leave N set for whatever ran next)."""
+    import torch
+
+    from fer.inference import engine
+
+    seen = []
+    real = engine.predict_array
+    monkeypatch.setattr(engine, "predict_array",
+                        lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's own setting (the module runs on one thread)
+    try:
+        predict(work, fast_ckpt, "num_threads=1", f"input={challenge / 'images_test'}")
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(outer)

@@ -7,6 +7,8 @@ model.predict_proba under torch.inference_mode and, where it pays, bf16 autocast
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -48,6 +50,19 @@ def select_precision(precision: str, device: torch.device) -> torch.dtype | None
     if not supported:
         log.warning("precision=bf16: %s has no native bf16; it will be emulated (slow)", device)
     return torch.bfloat16
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to n (predict.py's num_threads) inside the block, the caller's count restored
+    after: a library call leaves the process's setting as it found it. None: unchanged."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @torch.inference_mode()

@@ -169,14 +169,10 @@ def _engine(scoring: Scoring, resolved, seconds: dict[str, float]):
         return model, score, "cpu (onnxruntime)", "/".join(kinds)  # "fp32", "int8", or a mixed ensemble's "fp32/int8"
 
     import fer.models.loading  # noqa: F401 - torch + Lightning: most of the start-up, timed on its own
-    from fer.inference.engine import predict_array, select_device, select_precision
+    from fer.inference.engine import predict_array, select_device, select_precision, torch_threads
     from fer.predict.ensemble import load_ensemble
 
     seconds["imports"] = time.perf_counter() - t
-    if scoring.num_threads:
-        import torch
-
-        torch.set_num_threads(int(scoring.num_threads))
     device = select_device(scoring.device)
     dtype = select_precision(scoring.precision, device)
     t = time.perf_counter()
@@ -184,7 +180,8 @@ def _engine(scoring: Scoring, resolved, seconds: dict[str, float]):
     seconds["model load"] = time.perf_counter() - t
 
     def score(predictor, images, rows=None, progress=scoring.progress):
-        return predict_array(predictor, images, rows, scoring.batch_size, device, dtype, scoring.tta, scoring.shift,
-                             progress)
+        with torch_threads(scoring.num_threads):
+            return predict_array(predictor, images, rows, scoring.batch_size, device, dtype, scoring.tta,
+                                 scoring.shift, progress)
 
     return model, score, str(device), "bf16" if dtype is not None else "fp32"
