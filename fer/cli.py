@@ -44,10 +44,12 @@ def register_resolvers() -> None:
 
 def setup_process(root: Path, training: bool = False) -> None:
     """First thing an entry point does, and the one place that sets what holds for the whole process: FER_ROOT
-    (the checkout, `root`, for the configs' paths), the configs' resolvers, and for training torch's float32
-    matmul precision ("high": TF32 matmuls where the GPU has them). Library code sets none of these."""
+    (the checkout, `root`, for the configs' paths), the configs' resolvers, the libraries' noise dropped
+    (silence_library_noise: before anything is imported, since some warn on import), and for training torch's
+    float32 matmul precision ("high": TF32 matmuls where the GPU has them). Library code sets none of these."""
     os.environ.setdefault("FER_ROOT", str(root))
     register_resolvers()
+    silence_library_noise()
     if training:
         import torch
 
@@ -63,8 +65,7 @@ def finish_process() -> None:
 
 # Messages the libraries print on every run that a user of fer can do nothing about: an advertisement, and
 # warnings about choices fer makes on purpose (two checkpoint callbacks, bf16 model summaries, how torch.export
-# handles a CPU model, and the logged MLflow model: fer.tracking.served_model pickles a stateless class and checks
-# its own input, so its predict() has no type hints).
+# handles a CPU model, and the logged MLflow model: fer.tracking.served_model pickles a stateless class).
 # "GPU available: False" and its TPU/HPU lines on a machine without them (with a GPU, the line says it is used).
 _NO_ACCELERATOR = ("GPU available: False", "TPU available: False", "HPU available: False")
 _NOISE_LOGS = {"pytorch_lightning.utilities.rank_zero": ("litlogger", *_NO_ACCELERATOR),
@@ -76,7 +77,6 @@ _NOISE_LOGS = {"pytorch_lightning.utilities.rank_zero": ("litlogger", *_NO_ACCEL
 _QUIET_LOGGERS = ("onnx_ir", "onnxscript", "optuna")
 _NOISE_WARNINGS = ("No complete tensor found in the group", "is not supported by the model summary",
                    r"\.test\(ckpt_path=\"best\"\)` is called with Trainer configured with multiple",
-                   "Add type hints to the `predict` method",
                    r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # inside Lightning, on every fit
 
 

@@ -1,6 +1,7 @@
 """Process-wide settings are made by the entry points alone (fer.cli.setup_process / finish_process): importing and
-running fer's library code leaves the configs' resolvers, torch's matmul precision, matplotlib's backend and the
-exit path as the embedding program has them. A test runs in a fresh interpreter, where nothing set them before."""
+running fer's library code leaves the configs' resolvers, torch's matmul precision, matplotlib's backend, the
+warning filters and logger levels (the libraries' noise fer drops) and the exit path as the embedding program has
+them. A test runs in a fresh interpreter, where nothing set them before."""
 
 from __future__ import annotations
 
@@ -28,8 +29,13 @@ def test_library_code_leaves_process_wide_settings_alone(tmp_path):
         assert not OmegaConf.has_resolver("fer.run_tag"), "a resolver registered by an import"
         assert torch.get_float32_matmul_precision() == "highest", torch.get_float32_matmul_precision()
         assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+        import logging, warnings
+        def silenced():
+            return any(f[1] is not None and "No complete tensor" in f[1].pattern for f in warnings.filters)
+        assert not silenced() and logging.getLogger("onnx_ir").level == logging.NOTSET, "noise dropped by a library"
         fer.cli.setup_process(Path({str(ROOT)!r}), training=True)  # what train.py does first
         assert OmegaConf.has_resolver("fer.run_tag") and torch.get_float32_matmul_precision() == "high"
+        assert silenced() and logging.getLogger("onnx_ir").level == logging.WARNING
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -31,7 +31,7 @@ from fer.models.svm import HogSVM
 from fer.training import instantiate_model
 from fer.tracking.served_model import input_example
 
-from helpers import compose_train
+from helpers import ROOT, compose_train
 
 COLUMNS = [*CLASS_NAMES, "label"]
 
@@ -257,3 +257,16 @@ def test_mlflow_models_serve_answers_faces_and_refuses_unit_floats(tmp_path, fac
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+
+
+def test_the_served_model_class_draws_no_mlflow_warning():
+    """MLflow warns, once per process, about a PythonModel whose predict() has no input type hint ("Add type hints
+    to the `predict` method..."); fer's hint is np.ndarray, which MLflow takes without inferring a schema (its
+    own checks: fer.tracking.served_input). In a fresh interpreter, where nothing drew the warning before."""
+    script = ("import warnings\n"
+              "with warnings.catch_warnings(record=True) as caught:\n"
+              "    warnings.simplefilter('always')\n"
+              "    import fer.tracking.served_model\n"
+              "print([str(w.message) for w in caught if 'predict' in str(w.message)])\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", (done.stdout, done.stderr[-2000:])

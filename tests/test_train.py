@@ -308,11 +308,14 @@ def test_a_training_prints_no_library_noise(tmp_path, capfd, caplog):
     import logging
     import warnings
 
+    from fer.cli import silence_library_noise
+
     fast = [o for o in FAST if o != "trainer.enable_progress_bar=false"]
     cfg = compose_train(tmp_path, ["model=mlp", *mlflow_overrides(tmp_path), *fast,
                                    "callbacks.progress_bar.refresh_rate=1"])
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
         warnings.simplefilter("always")
+        silence_library_noise()  # what train.py's setup_process does first
         run_training(cfg)
     out, err = capfd.readouterr()
     shown = out + err + caplog.text + "\n".join(str(w.message) for w in caught)

@@ -37,10 +37,8 @@ def _sample(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 def run_export(cfg) -> ExportResult:
     """cfg: the composed conf/export.yaml."""
-    from fer.cli import silence_library_noise
     from fer.inference.resolve import resolve_checkpoint
 
-    silence_library_noise()
     settings = ExportSettings.from_config(cfg)
     resolved = resolve_checkpoint(settings.ckpt, settings.tracking_uri, settings.experiment_name,
                                   settings.checkpoint_cache)

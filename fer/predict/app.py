@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from fer.cli import check_recipe_for, require_numbers, silence_library_noise
+from fer.cli import check_recipe_for, require_numbers
 from fer.errors import UserError
 from fer.config_values import as_list
 from fer.predict.inputs import read_images, scan_faces, video_input
@@ -52,7 +52,6 @@ def run_predict(cfg, started: float | None = None) -> PredictResult:
     """cfg: the composed conf/predict.yaml. started: perf_counter() at process start (for the start-up time)."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {"start-up": t_start - started} if started else {}
-    silence_library_noise()
     settings, weights_choice, inputs = _check_call(cfg)
     reading, scoring = settings.reading, settings.scoring
 

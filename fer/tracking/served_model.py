@@ -31,7 +31,9 @@ class ServedFER(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model = load_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    # np.ndarray is a hint MLflow takes without inferring a schema from it (no validation of its own, which
+    # as_images does, nested lists included); with no hint at all MLflow warns on every model it logs
+    def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:
         return probability_table(self.model, as_images(model_input))
 
 

@@ -19,8 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
-from fer.cli import (check_recipe_for, number_keys_of_targets, require_data_root, require_numbers,
-                     silence_library_noise)
+from fer.cli import check_recipe_for, number_keys_of_targets, require_data_root, require_numbers
 from fer.errors import RunStoppedEarly
 from fer.tracking.plots import plot_reliability
 from fer.tracking.record import PARAM_COMMIT, PARAM_DEVICE, PARAM_MODEL, RunRecord, trial_tags
@@ -130,7 +129,6 @@ def _loggers(cfg: DictConfig, run_info: RunInfo | None, run_name: str) -> list:
 
 
 def run_training(cfg: DictConfig) -> dict[str, float]:
-    silence_library_noise()
     validate_config(cfg)
     ckpt_path = None
     if cfg.get("resume"):

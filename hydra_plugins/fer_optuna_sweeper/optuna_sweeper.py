@@ -47,6 +47,7 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from fer.cli import friendly_errors, silence_library_noise
 
+        # again, now that Optuna is imported: its import gave its logger its own level (INFO) over train.py's
         silence_library_noise()
         with friendly_errors():  # a mistake in the search space or storage: one line, exit 2
             return self._sweep(arguments)
