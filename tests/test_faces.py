@@ -185,14 +185,17 @@ def test_predict_faces_bad_input(ckpt, photos, tmp_path):
 
 
 def test_several_faces_in_one_photo_rows_order_and_boxes(ckpt, tmp_path):
-    """A group photo (the astronaut twice: as is on the right, mirrored on the left): one row per face, left to
-    right, each box on its face, each face's probabilities those of its own crop."""
+    """A group photo (the astronaut twice: as is on the right, mirrored on the left and 100 px lower, so that left
+    to right is not top to bottom): one row per face, left to right, each box on its face, each face's
+    probabilities those of its own crop."""
     import torch
 
     from fer.models.loading import load_model
 
-    photo = astronaut()
-    group = np.concatenate([photo[:, ::-1], photo], axis=1)  # 1024 x 512: faces near x = 290 and 734
+    photo, shift = astronaut(), 100
+    blank = np.zeros((shift, *photo.shape[1:]), photo.dtype)
+    # 1024 x 612: faces near x = 290 (lower) and 734
+    group = np.concatenate([np.concatenate([blank, photo[:, ::-1]]), np.concatenate([photo, blank])], axis=1)
     folder = tmp_path / "group"
     folder.mkdir()
     cv2.imwrite(str(folder / "b_group.png"), cv2.cvtColor(np.ascontiguousarray(group), cv2.COLOR_RGB2BGR))
@@ -203,7 +206,7 @@ def test_several_faces_in_one_photo_rows_order_and_boxes(ckpt, tmp_path):
     assert [(r["image"], r["face"]) for r in rows] == [("a_single.png", "0"), ("b_group.png", "0"),
                                                        ("b_group.png", "1")]
     boxes = [tuple(int(r[k]) for k in "xywh") for r in rows]
-    mirrored_centre = (512 - FACE_CENTRE[0], FACE_CENTRE[1])
+    mirrored_centre = (512 - FACE_CENTRE[0], FACE_CENTRE[1] + shift)
     for box, (cx, cy) in zip(boxes, [FACE_CENTRE, mirrored_centre, (512 + FACE_CENTRE[0], FACE_CENTRE[1])]):
         x, y, w, h = box
         assert abs(x + w / 2 - cx) < 30 and abs(y + h / 2 - cy) < 30 and 0.6 < w / FACE_SIZE < 1.6, box

@@ -46,6 +46,18 @@ def test_one_epoch_mlflow_run_and_reload(model_name, tmp_path):
     (run,) = client.search_runs([exp.experiment_id])
     rid = run.info.run_id
     assert run.info.status == "FINISHED" and run.data.params["model"] == model_name
+    # the short flat set of params, each as the composed config has it (MLflow keeps text)
+    optimizer, scheduler = cfg.model.get("optimizer") or {}, cfg.model.get("scheduler") or {}
+    logged = {"model": model_name, "data": "synthetic", "data_root": "None", "lr": str(optimizer.get("lr")),
+              "optimizer": str(optimizer.get("_target_", ".none")).rsplit(".", 1)[1],
+              "scheduler": str(scheduler.get("_target_", ".none")).rsplit(".", 1)[1],
+              "batch_size": str(cfg.data.batch_size), "augment_copies": str(cfg.data.augment_copies),
+              "max_epochs": str(cfg.trainer.max_epochs), "precision": str(cfg.trainer.precision),
+              "seed": str(cfg.seed), "label_smoothing": str(cfg.model.label_smoothing),
+              "class_weighting": str(cfg.model.class_weighting), "ema_decay": "None"}
+    assert {key: run.data.params.get(key) for key in logged} == logged
+    assert run.data.params["device"].startswith("CPU") and re.fullmatch(r"[0-9a-f]{7,40}|unknown",
+                                                                       run.data.params["git_commit"])
     metrics = run.data.metrics
     assert {"test/acc", "test/f1_macro", "test_tta/acc", "val/acc", "train/loss", "train/acc",
             "test/recall_disgust"} <= set(metrics)
