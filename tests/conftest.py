@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fer.classes import CLASS_NAMES
-from fer.cli import register_resolvers
+from fer.cli import register_resolvers, silence_library_noise
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FER_ROOT", str(ROOT))
@@ -19,6 +19,12 @@ SHARED_FER2013 = Path(os.environ.get("FER_SHARED_DIR") or ROOT.parent / "shared"
 # .ci/run sets FER_CI=1: there the real data, Chromium and everything else a test may need is present, so a test
 # that would skip (data absent, a tool missing) fails instead of passing unnoticed
 IN_CI = os.environ.get("FER_CI", "") not in ("", "0")
+
+
+def pytest_sessionstart(session):
+    """The libraries' noise dropped, as each entry point's setup_process drops it (the tests call fer's flows
+    themselves). Here, not at import: pytest undoes the warning filters a conftest sets while it is imported."""
+    silence_library_noise()
 
 
 @pytest.hookimpl(hookwrapper=True)
