@@ -96,10 +96,9 @@ def classifier(name: str, net: dict | None = None, **kwargs):
     """An untrained FERClassifier around the registered network `name` with these network keys (else the
     network's defaults) and the module's own kwargs (crop_size, test_tta...)."""
     from fer.models.base import FERClassifier
-    from fer.models.registry import get_model_class
+    from fer.models.registry import get_model_class, target_of
 
-    network = get_model_class(name)
-    return FERClassifier({"_target_": f"{network.__module__}.{network.__qualname__}", **(net or {})}, **kwargs)
+    return FERClassifier({"_target_": target_of(get_model_class(name)), **(net or {})}, **kwargs)
 
 
 def untrained_checkpoint(path: Path, model: str, overrides: list[str] = (), temperature: float = 1.25) -> Path:

@@ -21,7 +21,7 @@ import torch
 
 from fer.errors import UserError
 from fer.models.base import CHECKPOINT_MODEL_KEY, FERClassifier
-from fer.models.registry import get_model_class, list_models, registered_target
+from fer.models.registry import get_model_class, list_models, registered_target, target_of
 
 _LEGACY_KEY = "fer_model_class"
 
@@ -74,7 +74,7 @@ def configured_model_name(model_cfg) -> str:
 def with_net_node(hparams: dict[str, Any], network: Callable) -> dict[str, Any]:
     """The hyper-parameters of a checkpoint from before the `net:` node, with the network's keys moved into it."""
     keys = set(inspect.signature(network).parameters) - {"image_size"}
-    net = {"_target_": f"{network.__module__}.{network.__qualname__}"}
+    net = {"_target_": target_of(network)}
     net.update({k: v for k, v in hparams.items() if k in keys})
     return {"net": net, **{k: v for k, v in hparams.items() if k not in keys}}
 

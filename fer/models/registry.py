@@ -61,6 +61,11 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def target_of(registered: Callable) -> str:
+    """The config `_target_` of a registered model (the path registered_target reads back)."""
+    return f"{registered.__module__}.{registered.__qualname__}"
+
+
 def registered_target(target: str) -> tuple[str, Callable]:
     """(name, what is registered) for a config's `_target_` path "fer.models.<name>.<Qualname>": only a registered
     model's own path is accepted, so neither a config read back from a checkpoint nor a typo imports anything else.
