@@ -3,10 +3,12 @@ publictest accuracy and macro-F1 through the runtime's default call, per-class p
 confusion matrix (docs/img/model_card_confusion.png), calibration before and after the temperature (ECE and NLL,
 from the source checkpoint with T=1 and with its T, same test-time views; docs/img/model_card_reliability.png),
 speed on this machine (images/s of fp32 and int8 in one process, side by side; the first prediction from a cold
-start in a fresh interpreter), and how often the int8 file agrees with fp32.
+start in a fresh interpreter), how often the smaller files agree with fp32, and which form to ship: the smallest
+whose accuracy is within 0.3 points of fp32's (int8 first, then fp16 weights; the figures after that line are the
+shipped form's).
 
-    python bench/model_card.py --fp32 model.onnx [--int8 model.int8.onnx] [--ckpt the source .ckpt]
-                               [--data ../shared/fer2013] [--split publictest]
+    python bench/model_card.py --fp32 model.onnx [--int8 model.int8.onnx] [--fp16 model.fp16.onnx]
+                               [--ckpt the source .ckpt] [--data ../shared/fer2013] [--split publictest]
 """
 
 from __future__ import annotations
@@ -113,10 +115,21 @@ def calibration(ckpt: Path, faces: np.ndarray, labels: np.ndarray, views: str) -
             f"| T = {t:.3f} (shipped) | {expected_calibration_error(after, labels):.3f} | {nll(after):.3f} |"]
 
 
+SHIP_TOLERANCE = 0.003
+MAX_SHIPPED_BYTES = 16 * 10**6
+
+
+def form_to_ship(accuracy: dict[str, float], size: dict[str, int]) -> str:
+    """The smallest file whose accuracy is within SHIP_TOLERANCE of fp32's (fp32 itself if no smaller one is)."""
+    keeps = [kind for kind in accuracy if accuracy[kind] >= accuracy["fp32"] - SHIP_TOLERANCE]
+    return min(keeps, key=lambda kind: size[kind])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fp32", type=Path, required=True)
     ap.add_argument("--int8", type=Path, default=None)
+    ap.add_argument("--fp16", type=Path, default=None)
     ap.add_argument("--ckpt", type=Path, default=None, help="the source checkpoint, for calibration before/after")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "fer2013")
     ap.add_argument("--split", default="publictest")
@@ -125,16 +138,19 @@ def main() -> None:
     from fer.tracking.plots import plot_confusion_matrix
 
     faces, labels = load_split(args.data, args.split)
-    files = {"fp32": args.fp32, **({"int8": args.int8} if args.int8 else {})}
-    preds = {}
+    files = {kind: path for kind, path in (("fp32", args.fp32), ("int8", args.int8), ("fp16", args.fp16)) if path}
+    preds, accuracy = {}, {}
     for kind, path in files.items():
         model = ExpressionModel(path)
         preds[kind] = model.predict_proba(faces).argmax(1)
-        print(f"{kind} {path.name}: {args.split} accuracy {(preds[kind] == labels).mean():.4f}, macro-F1 "
-              f"{macro_f1(labels, preds[kind]):.4f} (views: {model.info.views})")
-    if args.int8:
-        print(f"int8 agrees with fp32 on {(preds['int8'] == preds['fp32']).mean():.2%} of {len(labels)} faces")
-    shipped = "int8" if args.int8 else "fp32"
+        accuracy[kind] = float((preds[kind] == labels).mean())
+        print(f"{kind} {path.name} ({path.stat().st_size / 2**20:.1f} MB): {args.split} accuracy {accuracy[kind]:.4f}, "
+              f"macro-F1 {macro_f1(labels, preds[kind]):.4f} (views: {model.info.views})")
+        if kind != "fp32":
+            print(f"  {kind} agrees with fp32 on {(preds[kind] == preds['fp32']).mean():.2%} of {len(labels)} faces")
+    shipped = form_to_ship(accuracy, {kind: path.stat().st_size for kind, path in files.items()})
+    print(f"form to ship (the smallest within {100 * SHIP_TOLERANCE:.1f} points of fp32's accuracy): {shipped}"
+          + ("" if files[shipped].stat().st_size <= MAX_SHIPPED_BYTES else " - over the 16 MB a file in git may take"))
     print(f"\nper class ({shipped}, {args.split}):")
     print("\n".join(per_class(labels, preds[shipped])))
     print(f"\nconfusion matrix ({shipped}, {args.split}; rows: true class):")

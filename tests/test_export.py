@@ -117,21 +117,33 @@ def test_a_file_that_does_not_match_the_checkpoint_is_not_kept(trained, work, mo
     assert [p.name for p in work.glob(".kept*")] == []  # no staged file left behind
 
 
-def test_int8_quantised_model(trained, work):
+def test_smaller_forms_int8_and_fp16_weights(trained, work):
     from fer.runtime import ExpressionModel
 
-    result = export(work, trained("cnn_deep"), f"output={work / 'q.onnx'}", "quantize=int8")
-    assert result.int8 == work / "q.int8.onnx" and ExpressionModel(result.int8).info.quantized == "int8"
-    assert result.int8.stat().st_size < 0.5 * result.output.stat().st_size
-    assert set(result.accuracy) == {"val fp32", "val int8", "test fp32", "test int8"}
-    assert result.int8_comparison.n == 28
+    result = export(work, trained("cnn_deep"), f"output={work / 'q.onnx'}", "quantize=[int8,fp16]")
+    assert result.smaller == {"int8": work / "q.int8.onnx", "fp16": work / "q.fp16.onnx"}
+    fp32_size = result.output.stat().st_size
+    assert result.smaller["int8"].stat().st_size < 0.5 * fp32_size
+    assert 0.49 * fp32_size < result.smaller["fp16"].stat().st_size < 0.52 * fp32_size  # every weight halved
+    assert set(result.accuracy) == {f"{split} {form}" for split in ("val", "test") for form in ("fp32", "int8", "fp16")}
+    assert result.smaller_comparison["int8"].n == 28
+    # fp16 weights computed in fp32: what fp32 gives, to fp16's rounding of the weights
+    assert result.smaller_comparison["fp16"].agreement == 1.0 and result.smaller_comparison["fp16"].max_abs_diff < 2e-3
     # each file carries its own measured figures (its default call), and where it came from
-    for path, kind in ((result.output, "fp32"), (result.int8, "int8")):
+    for kind, path in {"fp32": result.output, **result.smaller}.items():
         info = ExpressionModel(path).info
+        assert info.quantized == ("none" if kind == "fp32" else kind)
         assert info.val_acc == result.accuracy[f"val {kind}"] and info.data == "synthetic"
         assert info.extra["fer.test_split"] == "test"
         assert float(info.extra["fer.test_acc"]) == result.accuracy[f"test {kind}"]
         assert {"fer.recipe", "fer.commit", "fer.device"} <= set(info.extra)
+
+
+@pytest.mark.parametrize("quantize", ["int4", "[int8,bf16]"])
+def test_an_unknown_smaller_form_is_one_line(trained, work, quantize):
+    with pytest.raises(UserError, match=r"quantize=.*expected none, int8, fp16 or a list of them"):
+        export(work, trained("mlp"), f"output={work / 'never.onnx'}", f"quantize={quantize}")
+    assert not (work / "never.onnx").exists()
 
 
 @pytest.mark.slow  # a tracked training (CI runs the slow tests)
@@ -324,3 +336,18 @@ def test_concurrent_exports_to_one_path_each_describe_their_own_file(trained, wo
         logging.getLogger("fer.runtime.output_guard").removeHandler(handler)
     assert Path(seen["first"]) == first
     assert second_done.is_set() and Path(ExpressionModel(output).info.source_checkpoint) == second
+
+
+def test_the_form_to_ship_is_the_smallest_within_0_3_points_of_fp32():
+    """bench/model_card.py applies the release rule: int8 if its accuracy is within 0.3 points of fp32's, else the
+    next smallest form that is (fp16 weights), else fp32."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("model_card", ROOT / "bench" / "model_card.py")
+    card = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(card)
+    size = {"fp32": 26, "fp16": 13, "int8": 12}
+    assert card.form_to_ship({"fp32": 0.690, "int8": 0.6875, "fp16": 0.690}, size) == "int8"
+    assert card.form_to_ship({"fp32": 0.690, "int8": 0.6865, "fp16": 0.6895}, size) == "fp16"
+    assert card.form_to_ship({"fp32": 0.690, "int8": 0.680, "fp16": 0.686}, size) == "fp32"
+    assert card.form_to_ship({"fp32": 0.690}, {"fp32": 26}) == "fp32"

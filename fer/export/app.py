@@ -1,6 +1,6 @@
 """What `python export.py` does: resolve the checkpoint as predict.py does, write the ONNX file with its metadata,
 check it against PyTorch on real images of the data config (and refuse to leave a file that does not match),
-optionally quantise it to int8, measure each written file on the val and test splits (into its metadata), and
+optionally write smaller forms of it (int8, fp16 weights), measure each written file on the val and test splits (into its metadata), and
 attach the files to the checkpoint's MLflow run when it has one."""
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ class ExportResult:
     output: Path
     comparison: object  # fer.export.check.Comparison
     val_acc: float | None = None
-    int8: Path | None = None
-    int8_comparison: object | None = None
-    accuracy: dict[str, float] = field(default_factory=dict)  # "<split> fp32" / "<split> int8" -> accuracy
+    smaller: dict[str, Path] = field(default_factory=dict)  # "int8" / "fp16" -> its file
+    smaller_comparison: dict[str, object] = field(default_factory=dict)  # each form against fp32 PyTorch
+    accuracy: dict[str, float] = field(default_factory=dict)  # "<split> <form>" (form: fp32, int8, fp16) -> accuracy
     run_id: str | None = None
 
 
@@ -48,11 +48,10 @@ def run_export(cfg) -> ExportResult:
     model = load_model(resolved.path)
     if not model.onnx_exportable:
         raise UserError(f"ckpt={resolved.spec}: {model.onnx_refusal}")
-    output, int8_path, guard = settings.output, settings.int8, settings.guard()
-    with guard.claimed(output, int8_path):  # to the MLflow attach: a concurrent export to the same path waits
-        for path in (output, int8_path):
-            if path is not None:
-                guard.check(path)
+    paths, guard = [settings.output, *settings.smaller.values()], settings.guard()
+    with guard.claimed(*paths):  # to the MLflow attach: a concurrent export to the same path waits
+        for path in paths:
+            guard.check(path)
         data = open_data_config(cfg.data, progress=settings.progress)
         result = _write_and_measure(settings, model, resolved, data, guard)
         if result.run_id:
@@ -64,7 +63,7 @@ def run_export(cfg) -> ExportResult:
 def _write_and_measure(settings: ExportSettings, model, resolved, data, guard) -> ExportResult:
     from fer.export.provenance import model_info
 
-    output, int8_path = settings.output, settings.int8
+    output = settings.output
     parts = _Parts.of(data, model.val_split_record)
     info = model_info(model, resolved, settings.views, settings.tracking_uri)
     info.exported = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -73,18 +72,17 @@ def _write_and_measure(settings: ExportSettings, model, resolved, data, guard) -
     reference, comparison = _write_checked(model, output, info, images, data.name, settings.opset)
     guard.record(output)
     result = ExportResult(output, comparison, run_id=info.mlflow_run_id)
-    if int8_path is not None:
-        from fer.export.quantize import quantize_int8
+    for form, path in settings.smaller.items():
+        from fer.export.quantize import write_smaller
         from fer.runtime import ExpressionModel
 
-        quantize_int8(output, int8_path, np.asarray(data.cache.images)[_sample(parts.train,
-                                                                                settings.calibration_images, seed=1)])
-        guard.record(int8_path)
-        result.int8 = int8_path
-        result.int8_comparison = compare(reference, ExpressionModel(int8_path).predict_proba(images))
-    for path, kind in ((output, "fp32"), (int8_path, "int8")):
-        if path is not None:
-            _measure(path, kind, data, parts, result, guard)
+        calibration = np.asarray(data.cache.images)[_sample(parts.train, settings.calibration_images, seed=1)]
+        write_smaller(form, output, path, calibration)
+        guard.record(path)
+        result.smaller[form] = path
+        result.smaller_comparison[form] = compare(reference, ExpressionModel(path).predict_proba(images))
+    for kind, path in {"fp32": output, **result.smaller}.items():
+        _measure(path, kind, data, parts, result, guard)
     result.val_acc = result.accuracy.get("val fp32")
     return result
 
@@ -160,9 +158,8 @@ def _attach(tracking_uri: str, result: ExportResult) -> None:
 
     try:
         record = RunRecord.for_run(tracking_uri, result.run_id)
-        for path in (result.output, result.int8):
-            if path is not None:
-                record.log_export(path)
+        for path in (result.output, *result.smaller.values()):
+            record.log_export(path)
     except Exception as exc:  # noqa: BLE001 - the file is written either way; the store may be elsewhere
         log.warning("could not attach the export to MLflow run %s (%s)", result.run_id, str(exc).splitlines()[0])
         result.run_id = None
@@ -174,9 +171,9 @@ def _print_summary(r: ExportResult, data_name: str) -> None:
              "probabilities [N,7]",
              f"  checked on {c.n} images of data={data_name}: max |diff| vs PyTorch {c.max_abs_diff:.2g}, same class "
              f"on {c.agreement:.2%}"]
-    if r.int8 is not None:
-        q = r.int8_comparison
-        lines.append(f"wrote {r.int8} ({r.int8.stat().st_size / 2**20:.1f} MB, int8): same class as fp32 PyTorch on "
+    for form, path in r.smaller.items():
+        q = r.smaller_comparison[form]
+        lines.append(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, {form}): same class as fp32 PyTorch on "
                      f"{q.agreement:.2%} of the {q.n} images, max |diff| {q.max_abs_diff:.2g}")
     if r.accuracy:
         lines.append("  accuracy (in each file's metadata): " + ", ".join(f"{k} {v:.4f}" for k, v in r.accuracy.items()))

@@ -1,5 +1,5 @@
-"""int8 ONNX: onnxruntime's static quantisation (QDQ, 7-bit weights per channel), its activation ranges calibrated on
-training images."""
+"""The smaller forms of an exported ONNX file: int8 (onnxruntime's static quantisation, QDQ, 7-bit weights per
+channel, its activation ranges calibrated on training images) and fp16 weights (half the file, fp32 compute)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,24 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+SMALLER_FORMS = ("int8", "fp16")
+# weights smaller than this stay fp32: the Cast each one needs would cost more than the bytes it saves
+_FP16_MIN_ELEMENTS = 1024
+
+
+def write_smaller(form: str, fp32: Path, out: Path, calibration_images: np.ndarray) -> Path:
+    """Write the `form` version of the fp32 model at `fp32` to `out`; its metadata is kept, marked quantized."""
+    if form == "int8":
+        return quantize_int8(fp32, out, calibration_images)
+    if form == "fp16":
+        return weights_fp16(fp32, out)
+    raise ValueError(f"no smaller form {form!r}: expected one of {SMALLER_FORMS}")
+
 
 def quantize_int8(fp32: Path, out: Path, calibration_images: np.ndarray, batch_size: int = 64) -> Path:
-    """Write the int8 version of the fp32 model at `fp32` to `out`; its metadata is kept, marked quantized."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from fer.export.onnx_file import merge_metadata, save
-    from fer.runtime.metadata import QUANTIZED
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -38,7 +47,39 @@ def quantize_int8(fp32: Path, out: Path, calibration_images: np.ndarray, batch_s
         # 94% on a VNNI CPU). A shipped file must be right on every CPU it may meet.
         quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        proto = onnx.load(str(quantized))
-        source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
-        merge_metadata(proto, {**source, QUANTIZED: "int8"})
-        return save(proto, out)
+        return _save_marked(onnx.load(str(quantized)), fp32, "int8", out)
+
+
+def weights_fp16(fp32: Path, out: Path) -> Path:
+    """fp16 storage of the float weights, each read back through a Cast to fp32: the graph computes in fp32 as
+    before (CPUs have few fp16 kernels; onnxruntime folds the Casts once, when the session opens)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    proto = onnx.load(str(fp32))
+    graph, casts = proto.graph, []
+    for i, init in enumerate(graph.initializer):
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < _FP16_MIN_ELEMENTS:
+            continue
+        name, weights = init.name, numpy_helper.to_array(init)
+        if np.abs(weights).max() > np.finfo(np.float16).max:  # would become inf: keep it exact instead
+            continue
+        half = numpy_helper.from_array(weights.astype(np.float16), f"{name}__fp16")
+        graph.initializer[i].CopyFrom(half)
+        casts.append(helper.make_node("Cast", [half.name], [name], to=TensorProto.FLOAT, name=f"{name}__to_fp32"))
+    nodes = [*casts, *graph.node]  # the Casts before every node that reads them: still in topological order
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    return _save_marked(proto, fp32, "fp16", out)
+
+
+def _save_marked(proto, fp32: Path, form: str, out: Path) -> Path:
+    import onnx
+
+    from fer.export.onnx_file import merge_metadata, save
+    from fer.runtime.metadata import QUANTIZED
+
+    source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
+    merge_metadata(proto, {**source, QUANTIZED: form})
+    return save(proto, out)

@@ -150,5 +150,5 @@ def _classify(args: argparse.Namespace) -> int:
             summary += f"; {len(scan.skipped)} unreadable file(s) skipped"
     write_csv_atomic(output, header, table, guard)
     print(f"wrote {output} ({len(table)} rows): {summary}; model {model.path.name} ({model.info.model}"
-          f"{', int8' if model.info.quantized == 'int8' else ''})")
+          f"{'' if model.info.quantized == 'none' else ', ' + model.info.quantized})")
     return 0
