@@ -139,6 +139,18 @@ def test_smaller_forms_int8_and_fp16_weights(trained, work):
         assert {"fer.recipe", "fer.commit", "fer.device"} <= set(info.extra)
 
 
+def test_int8_export_prints_none_of_the_quantisers_notes(trained, work, caplog):
+    """onnxruntime's quantiser notes, on the root logger, each bias it copies for a network used by several views
+    and each batch norm's 1-D weight it keeps per tensor (the mlp with six views: dozens of lines): dropped while
+    it runs, and only then."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):  # views: the weights are shared by the six views' copies of the network
+        export(work, trained("mlp"), f"output={work / 'noise.onnx'}", "quantize=int8", "views=flip_shifts")
+    assert "Created a copy of bias" not in caplog.text and "out-of-range" not in caplog.text
+    assert logging.getLogger().filters == []
+
+
 @pytest.mark.parametrize("quantize", ["int4", "[int8,bf16]"])
 def test_an_unknown_smaller_form_is_one_line(trained, work, quantize):
     with pytest.raises(UserError, match=r"quantize=.*expected none, int8, fp16 or a list of them"):

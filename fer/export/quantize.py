@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,27 @@ def quantize_int8(fp32: Path, out: Path, calibration_images: np.ndarray, batch_s
         # reduce_range: 7-bit weights. CPUs without VNNI (AVX2 only) multiply uint8 by int8 with an instruction that
         # saturates 16-bit pair sums; with 8-bit weights a cnn_deep gave the fp32 class on 63% of faces there (and
         # 94% on a VNNI CPU). A shipped file must be right on every CPU it may meet.
-        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        with _quantizer_notes_dropped():
+            quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8)
         return _save_marked(onnx.load(str(quantized)), fp32, "int8", out)
+
+
+@contextmanager
+def _quantizer_notes_dropped():
+    """onnxruntime's quantiser writes a note per tensor on the root logger ("Created a copy of bias input", "Axis 1
+    is out-of-range" for a batch norm's 1-D weight: it keeps those per tensor): dozens of lines nobody can act on.
+    Dropped while it runs, its errors kept; the root logger is left as it was."""
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def weights_fp16(fp32: Path, out: Path) -> Path:
