@@ -147,10 +147,9 @@ def search_table(scenes, threads: int | None) -> None:
 
 def recall_by_condition(hits: np.ndarray) -> str:
     """Recall per face size, rotation and cover: where a detector loses faces."""
-    groups = [(f"{lo}-{min(hi, 200)} px", (hits[:, 0] >= lo) & (hits[:, 0] < hi)) for lo, hi in [(24, 40), (40, 70), (70, 120),
-                                                                                     (120, 201)]]
-    groups += [(f"turned {lo}-{min(hi, 45)} deg", (hits[:, 1] >= lo) & (hits[:, 1] < hi)) for lo, hi in [(0, 15), (15, 30),
-                                                                                               (30, 46)]]
+    sizes, angles = [(24, 40), (40, 70), (70, 120), (120, 201)], [(0, 15), (15, 30), (30, 46)]
+    groups = [(f"{lo}-{min(hi, 200)} px", (hits[:, 0] >= lo) & (hits[:, 0] < hi)) for lo, hi in sizes]
+    groups += [(f"turned {lo}-{min(hi, 45)} deg", (hits[:, 1] >= lo) & (hits[:, 1] < hi)) for lo, hi in angles]
     groups += [("covered", hits[:, 2] == 1), ("not covered", hits[:, 2] == 0)]
     return " | ".join(f"{hits[m, 3].mean():.2f}" for _, m in groups), " | ".join(name for name, _ in groups)
 

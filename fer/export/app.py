@@ -1,7 +1,7 @@
 """What `python export.py` does: resolve the checkpoint as predict.py does, write the ONNX file with its metadata,
 check it against PyTorch on real images of the data config (and refuse to leave a file that does not match),
-optionally write smaller forms of it (int8, fp16 weights), measure each written file on the val and test splits (into its metadata), and
-attach the files to the checkpoint's MLflow run when it has one."""
+optionally write smaller forms of it (int8, fp16 weights), measure each written file on the val and test splits
+(into its metadata), and attach the files to the checkpoint's MLflow run when it has one."""
 
 from __future__ import annotations
 
@@ -72,11 +72,12 @@ def _write_and_measure(settings: ExportSettings, model, resolved, data, guard) -
     reference, comparison = _write_checked(model, output, info, images, data.name, settings.opset)
     guard.record(output)
     result = ExportResult(output, comparison, run_id=info.mlflow_run_id)
-    for form, path in settings.smaller.items():
+    if settings.smaller:
         from fer.export.quantize import write_smaller
         from fer.runtime import ExpressionModel
 
         calibration = np.asarray(data.cache.images)[_sample(parts.train, settings.calibration_images, seed=1)]
+    for form, path in settings.smaller.items():
         write_smaller(form, output, path, calibration)
         guard.record(path)
         result.smaller[form] = path
@@ -176,7 +177,8 @@ def _print_summary(r: ExportResult, data_name: str) -> None:
         lines.append(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, {form}): same class as fp32 PyTorch on "
                      f"{q.agreement:.2%} of the {q.n} images, max |diff| {q.max_abs_diff:.2g}")
     if r.accuracy:
-        lines.append("  accuracy (in each file's metadata): " + ", ".join(f"{k} {v:.4f}" for k, v in r.accuracy.items()))
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in r.accuracy.items())
+        lines.append(f"  accuracy (in each file's metadata): {figures}")
     if r.run_id:
         lines.append(f"  attached to MLflow run {r.run_id} (artifacts export/)")
     print("\n".join(lines), flush=True)
