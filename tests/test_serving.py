@@ -107,8 +107,9 @@ def served(request, store, tmp_path_factory):
 
     checkpoint = write_untrained_checkpoint(request.param, tmp_path_factory.mktemp(request.param))
     uri = log_served_model(checkpoint, store)
-    return SimpleNamespace(name=request.param, uri=uri, pyfunc=mlflow.pyfunc.load_model(uri),
-                           model=load_model(checkpoint))
+    # dst_path: without it MLflow downloads the model into a temporary folder of its own and never removes it
+    pyfunc = mlflow.pyfunc.load_model(uri, dst_path=str(tmp_path_factory.mktemp(f"{request.param}_download")))
+    return SimpleNamespace(name=request.param, uri=uri, pyfunc=pyfunc, model=load_model(checkpoint))
 
 
 def test_answer_is_the_checkpoints_calibrated_probabilities_and_label(served, faces):
@@ -119,7 +120,7 @@ def test_answer_is_the_checkpoints_calibrated_probabilities_and_label(served, fa
     assert out["label"].tolist() == [CLASS_NAMES[i] for i in expected.argmax(1)]
 
 
-def test_model_declares_uint8_faces_in_and_the_columns_out(served):
+def test_model_declares_uint8_faces_in_and_the_columns_out(served, tmp_path):
     """The input is declared by the example and the metadata (no input schema: MLflow would cast JSON pixels to it,
     truncating an image in [0,1] to black before the model's own check; see served_model.signature)."""
     from mlflow.artifacts import download_artifacts
@@ -127,7 +128,7 @@ def test_model_declares_uint8_faces_in_and_the_columns_out(served):
 
     metadata = served.pyfunc.metadata
     assert metadata.get_input_schema() is None and metadata.metadata["input"].startswith("uint8 grayscale faces")
-    local = download_artifacts(served.uri)
+    local = download_artifacts(served.uri, dst_path=str(tmp_path))  # MLflow's own temporary folder is never removed
     example = Model.load(local).load_input_example(local)
     example = np.asarray(example)  # stored as JSON: whole numbers 0-255, what a JSON client sends
     assert example.shape == (2, 48, 48) and example.min() >= 0 and example.max() <= 255

@@ -273,7 +273,7 @@ def test_logged_model_serves_the_fitted_svm(trained, tmp_path):
     RunRecord(client, run.info.run_id, exp).log_model(trained.ckpt)
     mlflow.set_tracking_uri(client.tracking_uri)  # runs:/ resolves through the process's store (log_model left it)
     try:
-        served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/{ARTIFACT_MODEL}")
+        served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/{ARTIFACT_MODEL}", dst_path=str(tmp_path))
     finally:
         mlflow.set_tracking_uri(None)
     faces = np.ascontiguousarray(trained.dm.cache.images[trained.dm.idx["test"]])

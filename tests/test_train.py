@@ -94,7 +94,7 @@ def test_one_epoch_mlflow_run_and_reload(model_name, tmp_path):
     # the logged MLflow model serves uint8 faces: the best checkpoint's calibrated probabilities for x / 255 and the
     # label (tests/test_serving.py checks the rest of its contract)
     faces = torch.randint(0, 256, (16, 48, 48), dtype=torch.uint8)
-    served = mlflow.pyfunc.load_model(f"runs:/{rid}/model").predict(faces.numpy())
+    served = mlflow.pyfunc.load_model(f"runs:/{rid}/model", dst_path=str(tmp_path)).predict(faces.numpy())
     assert list(served.columns) == [*CLASS_NAMES, "label"]
     expected = _predict(model, to_unit_float(faces))
     np.testing.assert_allclose(served[list(CLASS_NAMES)].to_numpy(), expected, atol=1e-5)
