@@ -32,12 +32,25 @@ def _training_precision(accelerator: str = "auto") -> str:
     return training_precision(str(accelerator))
 
 
+def _in_resumed_run(resume: Any, fresh: str, inside: str) -> str:
+    """Where `train.py resume=<run folder>` writes what Hydra writes for every run (conf/hydra/default.yaml):
+    `inside` that run folder (its train.log, continued; this session's .hydra record in resumed/<time>), not in a
+    new run folder beside it. `fresh` when not resuming, or when the folder holds no run (resume= then says why)."""
+    from fer.tracking.run_folder import HYDRA_CONFIG, RunFolder
+
+    if resume is None or not RunFolder(Path(str(resume)).expanduser()).file(HYDRA_CONFIG).is_file():
+        return fresh
+    return str(Path(str(resume)).expanduser() / inside)
+
+
 def register_resolvers() -> None:
-    """The configs' own resolvers: ${fer.run_tag:} and ${fer.training_precision:${trainer.accelerator}} (bf16
-    where the hardware has it natively). Called by setup_process, and by what composes fer's configs itself
-    (tests, benches); idempotent."""
+    """The configs' own resolvers: ${fer.run_tag:}, ${fer.training_precision:${trainer.accelerator}} (bf16
+    where the hardware has it natively) and ${fer.in_resumed_run:...}. Called by setup_process, and by what
+    composes fer's configs itself (tests, benches); idempotent."""
     if not OmegaConf.has_resolver("fer.run_tag"):
         OmegaConf.register_new_resolver("fer.run_tag", lambda: RUN_TAG)
+    if not OmegaConf.has_resolver("fer.in_resumed_run"):
+        OmegaConf.register_new_resolver("fer.in_resumed_run", _in_resumed_run)
     if not OmegaConf.has_resolver("fer.training_precision"):
         OmegaConf.register_new_resolver("fer.training_precision", _training_precision)
 

@@ -130,7 +130,8 @@ def test_class_weights_follow_training_counts_and_change_the_loss(mode):
 @pytest.mark.slow  # a train.py process killed and resumed: ~30 s (CI runs the slow tests)
 def test_resume_after_kill_9_finishes_the_same_mlflow_run(tmp_path):
     """A real train.py killed with SIGKILL after its first epoch: MLflow shows the run RUNNING; resume= continues
-    it from last.ckpt in the same MLflow run, which ends FINISHED with one val/acc per epoch."""
+    it from last.ckpt in the same MLflow run, which ends FINISHED with one val/acc per epoch. The resumed train.py
+    writes into the run's folder (its train.log goes on), not into a new one."""
     import os
     import signal
     import time
@@ -163,7 +164,19 @@ def test_resume_after_kill_9_finishes_the_same_mlflow_run(tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("fer").experiment_id])
     assert run.info.status == "RUNNING"  # killed: nobody could mark it finished
 
-    run_training(compose_train(tmp_path / "other", [f"resume={run_dir}", "logger=none"]))
+    saved_config = (run_dir / ".hydra" / "config.yaml").read_text()
+    env.pop("FER_TEST_SLOW_EPOCH")
+    logs = tmp_path / "outputs"  # where a new run folder would go
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), f"resume={run_dir}", f"paths.log_dir={logs}"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # the session wrote into the run it continued: no new run folder, one log, the run's own config kept
+    assert not logs.exists()
+    log = (run_dir / "train.log").read_text()
+    assert log.index("Seed set to") < log.index("Restoring states from the checkpoint") < log.index('"test/acc"')
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == saved_config
+    (session,) = (run_dir / "resumed").iterdir()  # Hydra's record of the resume command
+    assert f"resume={run_dir}" in (session / ".hydra" / "overrides.yaml").read_text()
     (run,) = client.search_runs([client.get_experiment_by_name("fer").experiment_id])
     assert run.info.status == "FINISHED"
     val_steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
