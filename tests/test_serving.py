@@ -221,9 +221,12 @@ def test_mlflow_models_serve_answers_faces_and_refuses_unit_floats(tmp_path, fac
     checkpoint = write_untrained_checkpoint("mlp", tmp_path / "ckpt")
     uri = log_served_model(checkpoint, tmp_path / "mlruns")
     port = _free_port()
+    (tmp_path / "tmp").mkdir()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
            # MLflow starts the server as `uvicorn ...`: the venv's, found on PATH
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           # the server downloads the model into a temporary folder that nobody removes (it is killed): the test's
+           "TMPDIR": str(tmp_path / "tmp")}
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port)]
     base = f"http://127.0.0.1:{port}"
