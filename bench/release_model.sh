@@ -10,7 +10,8 @@
 #    whose publictest accuracy is within 0.3 points of fp32's
 # 3. that file becomes fer/runtime/models/fer2013_expression.onnx
 # 4. the wheel is built and installed in a fresh venv (no torch); from a folder outside the checkout, its
-#    fer-classify writes submissions/pretrained.csv for IMAGES_TEST with the default call
+#    fer-classify writes submissions/pretrained.csv for IMAGES_TEST with the default call, in the challenge's
+#    format (image,label with labels 0-6, as challengeA_train.csv and the other submissions)
 # Then edit docs/MODEL_CARD.md with the printed figures (outputs/pretrained/model_card.txt) and run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,5 +53,6 @@ python3 -m venv "$work/venv"
 submission=$(realpath -m submissions/pretrained.csv)
 images_test=$(realpath "$images_test")
 mkdir -p "$work/elsewhere"
-(cd "$work/elsewhere" && "$work/venv/bin/fer-classify" "$images_test" --output "$submission" --overwrite)
+(cd "$work/elsewhere" && "$work/venv/bin/fer-classify" "$images_test" --labels index --no-probabilities \
+  --output "$submission" --overwrite)
 echo "=== done $(date +%T): $shipped, $submission, figures in $out/model_card.txt"

@@ -45,6 +45,15 @@ def shared_fer2013() -> Path:
     return SHARED_FER2013
 
 
+@pytest.fixture
+def shared_challenge_a() -> Path:
+    """../shared/challengeA (the seed's layout; its images_test is for prediction only), skipped where absent."""
+    root = SHARED_FER2013.parent / "challengeA"
+    if not (root / "images_test").is_dir():
+        pytest.skip(f"{root / 'images_test'} not present")
+    return root
+
+
 def face_like(rng: np.random.Generator, label: int) -> np.ndarray:
     """A random 48x48 uint8 texture with a class-dependent bright bar, so labels are learnable."""
     img = rng.integers(0, 120, size=(48, 48), dtype=np.uint8)

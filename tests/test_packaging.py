@@ -112,3 +112,35 @@ def test_bundled_model_scores_on_publictest_what_its_metadata_and_card_say(share
     assert accuracy == float(model.info.extra["fer.test_acc"])
     card = (ROOT / "docs" / "MODEL_CARD.md").read_text()
     assert f"{accuracy:.1%}" in card  # the card states what the file does
+
+
+SUBMISSIONS = sorted((ROOT / "submissions").glob("*.csv"))
+
+
+@pytest.mark.parametrize("path", SUBMISSIONS, ids=[p.name for p in SUBMISSIONS])
+def test_committed_submission_is_in_the_challenge_format(path):
+    """What the challenge scores: the header of challengeA_train.csv (image,label), labels 0-6, one row per test
+    image; every committed submission covers the same images."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["image", "label"], f"{path.name}: header {rows[0]}"
+    images = [r[0] for r in rows[1:]]
+    assert all(len(r) == 2 and r[1] in set("0123456") for r in rows[1:]), path.name
+    assert len(images) == len(set(images)) == 3589
+    first = [r[0] for r in list(csv.reader(open(SUBMISSIONS[0], newline="")))[1:]]
+    assert sorted(images) == sorted(first)
+
+
+@pytest.mark.slow
+def test_pretrained_submission_is_what_the_bundled_model_predicts(shared_challenge_a, tmp_path, monkeypatch):
+    """submissions/pretrained.csv is the bundled model's default call on challengeA's images_test (prediction
+    only): a model swapped without rewriting the submission fails here."""
+    from fer.runtime.cli import main
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))  # the runtime's ledger of its outputs
+    out = tmp_path / "pretrained.csv"
+    assert main([str(shared_challenge_a / "images_test"), "--labels", "index", "--no-probabilities",
+                 "--output", str(out)]) == 0
+    assert out.read_text() == (ROOT / "submissions" / "pretrained.csv").read_text()
