@@ -100,6 +100,7 @@ def scenes_for(data: Path, source: str, n: int, seed: int):
 
 def evaluate(detector: FaceDetector, scenes, classify=None, faces=None, labels=None, min_score: float = 0.0):
     tp = fp = n_true = correct = 0
+    crop_seconds = 0.0
     times, hits = [], []  # hits: per true face, (side, |angle|, covered, found)
     detector.find(scenes[0][0])  # warm-up: ONNX Runtime's first run prepares its kernels
     for img, truth in scenes:
@@ -114,11 +115,14 @@ def evaluate(detector: FaceDetector, scenes, classify=None, faces=None, labels=N
         n_true += len(truth)
         if classify is not None and pairs:
             gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+            t0 = time.perf_counter()
             crops = np.stack([detector.crop(gray, found[i]) for i, _ in pairs])
+            crop_seconds += time.perf_counter() - t0
             preds = classify(crops).argmax(axis=1)
             correct += int(sum(p == truth[j].label for p, (_, j) in zip(preds, pairs)))
     out = dict(recall=tp / n_true, precision=tp / max(1, tp + fp), faces=n_true, found=tp, false=fp,
-               ms=1000 * float(np.median(times)), correct=correct, hits=np.array(hits, dtype=float))
+               ms=1000 * float(np.median(times)), correct=correct, hits=np.array(hits, dtype=float),
+               crop_ms=1000 * crop_seconds / max(1, tp))
     if classify is not None:
         idx = np.array([t.index for _, truth in scenes for t in truth])
         out["crop_acc"] = float((classify(faces[idx]).argmax(axis=1) == labels[idx]).mean())
@@ -249,16 +253,19 @@ def main() -> None:
         acc = float(truth_correct(scenes, model.predict_proba, level).mean())
         print(f"all faces cut from their true square, {what} (a perfect detector): accuracy {acc:.3f}")
     breakdown = []
-    print("\n| detector | crops | recall | precision | ms / 640x480 | accuracy on found faces | end to end "
+    print("\n| detector | crops | recall | precision | ms / 640x480 | ms / face crop | accuracy on found faces | "
+          "end to end "
           "(missed = wrong) | accuracy on the FER crops | found faces: true square, levelled | found faces: FER "
-          "crops |\n|---|---|---|---|---|---|---|---|---|---|")
+          "crops |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.detectors:
-        variants = ([("aligned", True, 1.0), ("box + margin", False, 1.0), ("aligned, upscale=2", True, 2.0)]
-                    if name == "yunet" else [("box + margin", False, 1.0)])
-        for how, align, upscale in variants:
-            det = FaceDetector(name, align=align, upscale=upscale, threads=args.threads)
+        variants = ([("levelled, aligned", True, True, 1.0), ("aligned on its landmarks", True, False, 1.0),
+                     ("box + margin", False, False, 1.0), ("levelled, aligned, upscale=2", True, True, 2.0)]
+                    if name == "yunet" else [("box + margin", False, False, 1.0)])
+        for how, align, level, upscale in variants:
+            det = FaceDetector(name, align=align, upscale=upscale, threads=args.threads, level=level)
             r = evaluate(det, scenes, model.predict_proba, faces, labels)
             print(f"| {name} | {how} | {r['recall']:.3f} | {r['precision']:.3f} | {r['ms']:.1f} | "
+                  f"{r['crop_ms']:.1f} | "
                   f"{r['e2e_found']:.3f} | {r['e2e_all']:.3f} | {r['crop_acc']:.3f} | {r['truth_found']:.3f} | "
                   f"{r['crop_found']:.3f} |", flush=True)
             values, names = recall_by_condition(r["hits"])

@@ -5,7 +5,8 @@ from here.
 Detectors (face_detector=...):
 - yunet (the default; auto means it): fer.runtime.yunet, a small CNN shipped inside the package, with five landmarks
   per face. Its crops are aligned: a similarity transform (rotation, scale, shift) takes the landmarks to where they
-  sit on an average FER2013 face (FER_LANDMARKS), so a tilted head is classified as an upright one.
+  sit on an average FER2013 face (FER_LANDMARKS), so a tilted head is classified as an upright one. The landmarks
+  follow a turn only partly, so the face is first levelled (fer.runtime.levelling; level=False skips it).
 - haar, lbp: the cascades of fer.runtime.cascade (upright frontal faces only); their crops are the box grown by a
   margin. bench/faces.py measures all three on the same scenes.
 """
@@ -21,6 +22,7 @@ from fer.classes import CLASS_NAMES, IMAGE_SIZE
 from fer.errors import UserError
 from fer.runtime.cascade import Box, Cascade
 from fer.runtime.images import to_bgr_u8, to_gray48, to_gray_u8
+from fer.runtime.levelling import level_landmarks
 from fer.runtime.yunet import Detection, YuNet
 
 DETECTORS = ("auto", "yunet", "haar", "lbp")
@@ -51,7 +53,8 @@ class FaceDetector:
 
     def __init__(self, backend: str = "auto", min_size: int | None = None, min_neighbors: int | None = None,
                  scale_factor: float = 1.1, max_side: int | None = None, score_threshold: float | None = None,
-                 margin: float | None = None, align: bool = True, upscale: float = 1.0, threads: int | None = None):
+                 margin: float | None = None, align: bool = True, upscale: float = 1.0, threads: int | None = None,
+                 level: bool = True):
         name = _ALIASES.get(backend, backend)
         if name not in DETECTORS:
             raise UserError(f"face_detector={backend}: expected one of {', '.join(DETECTORS)}")
@@ -61,6 +64,7 @@ class FaceDetector:
         self.max_side = int(defaults["max_side"] if max_side is None else max_side)
         self.margin = float(defaults["margin"] if margin is None else margin)
         self.align = bool(align)
+        self.level = bool(level)  # YuNet's aligned crops: level a turned face first (fer.runtime.levelling)
         if not 1.0 <= upscale <= 4.0:
             raise UserError(f"face_upscale must be in [1, 4], got {upscale}")
         self.upscale = float(upscale)
@@ -100,7 +104,12 @@ class FaceDetector:
     def crop(self, gray: np.ndarray, found: Detection) -> np.ndarray:
         """One face of a 2-D uint8 image -> 48x48 uint8: aligned on its landmarks where it has them (and align is
         on), else its box grown by the margin."""
-        aligned = align_face(gray, found.landmarks) if self.align and found.landmarks is not None else None
+        if not self.align or found.landmarks is None:
+            return crop_face(gray, found.box, self.margin)
+        landmarks = found.landmarks
+        if self.level:
+            landmarks = level_landmarks(gray, landmarks, self._engine, FER_LANDMARKS)
+        aligned = align_face(gray, landmarks)
         return aligned if aligned is not None else crop_face(gray, found.box, self.margin)
 
     def faces(self, img: np.ndarray) -> tuple[list[Box], np.ndarray]:

@@ -46,20 +46,29 @@ class YuNet:
         self.model_file = model_file
 
     def detect(self, bgr: np.ndarray) -> list[Detection]:
-        h, w = bgr.shape[:2]
+        return self.detect_batch(bgr[None])[0]
+
+    def detect_batch(self, bgrs: np.ndarray, score_threshold: float | None = None) -> list[list[Detection]]:
+        """detect() for images of one size [N,H,W,3] in one run of the network (a run costs about 1 ms here for
+        one 96x96 image, 5 ms for nine: batching is what makes searching a face at several turns cheap)."""
+        n, h, w = bgrs.shape[:3]
         pad_h, pad_w = -h % STRIDES[-1], -w % STRIDES[-1]  # zero padding bottom and right, as OpenCV does
-        blob = cv2.copyMakeBorder(bgr, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
-        blob = blob.transpose(2, 0, 1)[None].astype(np.float32)  # BGR, 0..255: the model's own normalisation
+        blob = np.pad(bgrs, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+        blob = blob.transpose(0, 3, 1, 2).astype(np.float32)  # BGR, 0..255: the model's own normalisation
         out = dict(zip(self._outputs, self.session.run(self._outputs, {self._input: blob})))
+        threshold = self.score_threshold if score_threshold is None else float(score_threshold)
+        return [self._decode({k: v[i] for k, v in out.items()}, h + pad_h, w + pad_w, threshold) for i in range(n)]
+
+    def _decode(self, out: dict[str, np.ndarray], h: int, w: int, threshold: float) -> list[Detection]:
         boxes, scores, points = [], [], []
         for s in STRIDES:
-            rows, cols = (h + pad_h) // s, (w + pad_w) // s
+            rows, cols = h // s, w // s
             r, c = np.divmod(np.arange(rows * cols), cols)
-            score = np.sqrt(np.clip(out[f"cls_{s}"][0, :, 0], 0, 1) * np.clip(out[f"obj_{s}"][0, :, 0], 0, 1))
-            keep = score >= self.score_threshold
+            score = np.sqrt(np.clip(out[f"cls_{s}"][:, 0], 0, 1) * np.clip(out[f"obj_{s}"][:, 0], 0, 1))
+            keep = score >= threshold
             if not keep.any():
                 continue
-            r, c, bbox, kps = r[keep], c[keep], out[f"bbox_{s}"][0][keep], out[f"kps_{s}"][0][keep]
+            r, c, bbox, kps = r[keep], c[keep], out[f"bbox_{s}"][keep], out[f"kps_{s}"][keep]
             cx, cy = (c + bbox[:, 0]) * s, (r + bbox[:, 1]) * s
             bw, bh = np.exp(bbox[:, 2]) * s, np.exp(bbox[:, 3]) * s
             boxes.append(np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1))
@@ -68,7 +77,7 @@ class YuNet:
         if not boxes:
             return []
         boxes, scores, points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
-        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold,
+        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, self.nms_threshold,
                                 top_k=self.top_k)
         return [Detection(tuple(int(round(v)) for v in boxes[i]), float(scores[i]), points[i].astype(np.float32))
                 for i in np.asarray(kept).reshape(-1)]
