@@ -84,8 +84,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and listed) instead "
                                                              "of stopping at the first")
     ap.add_argument("--detector", choices=[d for d in DETECTORS if d != "auto"], default="yunet",
-                    help="face detector for photos and video: yunet (default; crops aligned on its landmarks), or "
-                         "the Haar / LBP cascade (upright frontal faces only)")
+                    help="face detector for photos and video: yunet (default; crops levelled and aligned on its "
+                         "landmarks), or the Haar / LBP cascade (upright frontal faces only)")
     ap.add_argument("--upscale", type=float, default=1.0,
                     help="search photos at this many times their size (1-4): finds smaller faces, costs time")
     ap.add_argument("--every", type=int, default=1, help="video: every Nth frame")

@@ -78,7 +78,9 @@ class FaceDetector:
         self.model_file = self._engine.model_file
 
     def describe(self) -> str:
-        how = "aligned on its landmarks" if self.backend == "yunet" and self.align else f"margin {self.margin:g}"
+        how = f"margin {self.margin:g}"
+        if self.backend == "yunet" and self.align:
+            how = "levelled, then aligned on its landmarks" if self.level else "aligned on its landmarks"
         return f"{self.backend} ({os.path.basename(self.model_file)}; crops {how})"
 
     def find(self, img: np.ndarray) -> list[Detection]:
@@ -102,8 +104,8 @@ class FaceDetector:
         return [d.box for d in self.find(img)]
 
     def crop(self, gray: np.ndarray, found: Detection) -> np.ndarray:
-        """One face of a 2-D uint8 image -> 48x48 uint8: aligned on its landmarks where it has them (and align is
-        on), else its box grown by the margin."""
+        """One face of a 2-D uint8 image -> 48x48 uint8: levelled (if level is on) and aligned on its landmarks where
+        it has them (and align is on), else its box grown by the margin."""
         if not self.align or found.landmarks is None:
             return crop_face(gray, found.box, self.margin)
         landmarks = found.landmarks

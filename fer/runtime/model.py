@@ -206,7 +206,7 @@ class ExpressionModel:
     def find_faces(self, photo: str | Path | np.ndarray, detector=None, max_pixels: int = DEFAULT_MAX_PIXELS,
                    **kwargs) -> list[Face]:
         """The faces found in a photo (a path or a decoded image), left to right, classified in one batch.
-        detector: a fer.runtime.faces.FaceDetector (default: YuNet, crops aligned on its landmarks)."""
+        detector: a fer.runtime.faces.FaceDetector (default: YuNet, crops levelled and aligned on its landmarks)."""
         img = read_image(photo, max_pixels) if isinstance(photo, (str, Path)) else np.asarray(photo)
         boxes, crops = (detector or self.detector).faces(img)
         if not boxes:
