@@ -286,3 +286,38 @@ def test_a_file_larger_than_any_image_is_refused_before_it_is_read(tmp_path, mon
     monkeypatch.setattr(images.np, "fromfile", lambda *a, **k: pytest.fail("the file was read"))
     with pytest.raises(DataError, match=r"huge.jpg: 2,147,483,648 bytes, larger than an image within the limit"):
         read_image(huge)
+
+
+DATA_CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "data").glob("*.yaml")
+                      if p.stem != "default")
+
+
+@pytest.mark.parametrize("name", DATA_CONFIGS)
+def test_every_data_config_builds_a_declared_data_source(name, tmp_path):
+    """What the cache and predict.py ask of a source (manifest, location, submission columns) is declared by
+    fer.data.source_base.DataSource: every conf/data/ reader is one, so nothing probes it by attribute name."""
+    from omegaconf import OmegaConf
+
+    from fer.data.opened import build_source
+    from fer.data.source_base import DataSource
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / f"{name}.yaml")
+    source_cfg = OmegaConf.to_container(cfg.source, resolve=False)
+    source_cfg = {k: (str(tmp_path) if k == "root" else v) for k, v in source_cfg.items()}
+    source = build_source({"name": name, "source": source_cfg})
+    assert isinstance(source, DataSource)
+    assert source.location() == (str(tmp_path) if "root" in source_cfg else None)
+    assert source.submission_columns() is None  # no labels CSV in tmp_path: the default columns
+
+
+def test_a_target_that_is_no_data_source_is_one_line():
+    from fer.data.opened import build_source
+    from fer.errors import UserError
+
+    with pytest.raises(UserError, match="made a dict, not a data source"):
+        build_source({"name": "mine", "source": {"_target_": "builtins.dict"}})
+
+
+def test_a_challenge_source_submits_with_its_labels_csv_columns(tmp_path):
+    (tmp_path / "challengeA_train.csv").write_text("file,emotion\n00000.jpg,3\n00001.jpg,0\n")
+    assert ChallengeSource(str(tmp_path)).submission_columns() == ("file", "emotion")

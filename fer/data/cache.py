@@ -36,6 +36,7 @@ from fer.data import cache_disk, cache_guard
 from fer.data.bad_input import BadInputLog
 from fer.runtime.images import DEFAULT_MAX_PIXELS
 from fer.data.manifest import Manifest
+from fer.data.source_base import DataSource
 from fer.errors import DataError
 from fer.runtime.atomic import publish_folder, reporting_target_faults
 
@@ -251,9 +252,9 @@ def _move_into_place(tmp: Path, final: Path) -> None:
                 pass  # gone meanwhile: the second rename finds the place free
 
 
-def open_cache(source, cache_dir: str | Path, on_bad_image: str = "error", progress: bool = True,
+def open_cache(source: DataSource, cache_dir: str | Path, on_bad_image: str = "error", progress: bool = True,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageCache:
-    """Open the cache entry for `source` (an object with .manifest() and .name), building it if needed."""
+    """Open the cache entry for `source` (fer.data.source_base.DataSource), building it if needed."""
     bad = BadInputLog(on_bad_image, max_pixels)  # checks the settings before any listing or decoding
     manifest: Manifest = source.manifest()
     if len(manifest) == 0:
@@ -261,7 +262,7 @@ def open_cache(source, cache_dir: str | Path, on_bad_image: str = "error", progr
     fp = fingerprint(manifest, on_bad_image, max_pixels)
     cache_dir = Path(cache_dir).expanduser()
     # one folder per (source kind, location); the fingerprint suffix changes whenever the content does
-    location = hashlib.sha1(repr((source.name, getattr(source, "root", None))).encode()).hexdigest()[:8]
+    location = hashlib.sha1(repr((source.name, source.location())).encode()).hexdigest()[:8]
     prefix = f"{source.name}-{location}-"
     final = cache_dir / f"{prefix}{fp[:16]}"
     cache = _open_existing(final)

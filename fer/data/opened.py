@@ -14,6 +14,7 @@ import numpy as np
 
 from fer.data.cache import ImageCache, open_cache
 from fer.runtime.images import DEFAULT_MAX_PIXELS
+from fer.data.source_base import DataSource
 from fer.data.splits import PREDICT_SPLITS, TEST_SPLITS, choose_split, train_val_indices
 from fer.errors import DataError, UserError
 
@@ -39,7 +40,7 @@ class SplitSettings:
 @dataclass
 class OpenedData:
     name: str
-    source: Any
+    source: DataSource
     cache: ImageCache
     settings: SplitSettings = field(default_factory=SplitSettings)
     dedup_report: dict[str, int] = field(default_factory=dict)
@@ -73,7 +74,7 @@ class OpenedData:
         return parts
 
 
-def open_data(source: Any, cache_dir: str, name: str | None = None, on_bad_image: str = "error",
+def open_data(source: DataSource, cache_dir: str, name: str | None = None, on_bad_image: str = "error",
               progress: bool = True, max_image_pixels: int = DEFAULT_MAX_PIXELS, **split_settings: Any) -> OpenedData:
     """Open (building it if needed) the cache of `source` (a reader from fer.data.sources)."""
     cache = open_cache(source, cache_dir, on_bad_image, progress, max_image_pixels)
@@ -91,11 +92,15 @@ def open_data_config(data_cfg: Mapping[str, Any], **overrides: Any) -> OpenedDat
     return open_data(build_source(data_cfg), name=data_cfg.get("name"), **settings)
 
 
-def build_source(data_cfg: Mapping[str, Any]) -> Any:
+def build_source(data_cfg: Mapping[str, Any]) -> DataSource:
     """The data config's reader (`source: {_target_: ...}`), with a one-line error for a broken config."""
     import hydra.utils
 
     try:
-        return hydra.utils.instantiate(data_cfg["source"])
+        source = hydra.utils.instantiate(data_cfg["source"])
     except Exception as exc:  # noqa: BLE001 - Hydra wraps config mistakes in its own errors
         raise UserError(f"data={data_cfg.get('name')}: cannot build the data source ({exc})") from exc
+    if not isinstance(source, DataSource):
+        raise UserError(f"data={data_cfg.get('name')}: source._target_ made a {type(source).__name__}, not a data "
+                        "source (a subclass of fer.data.source_base.DataSource)")
+    return source

@@ -2,8 +2,9 @@
 
 A Manifest (fer.data.manifest) lists every image with its split and label and knows how to write the pixels
 into a [N,48,48] uint8 array. Readers only list and validate; the cache (fer.data.cache) decides when to decode,
-and the DataModule never sees a file path. A new data source is one reader class (here, or in a module of its
-own) plus one conf/data/<name>.yaml whose `source._target_` names it.
+and the DataModule never sees a file path. A new data source is one reader class, a subclass of
+fer.data.source_base.DataSource (here, or in a module of its own), plus one conf/data/<name>.yaml whose
+`source._target_` names it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from fer.data.bad_input import ROW_HINT, BadInputLog
 from fer.data.labels_csv import read_labels_csv
 from fer.data.manifest import (IMAGE_EXTENSIONS, UNLABELLED, FillReport, Manifest, file_fill, list_files,
                                require_dir, stat_identity)
+from fer.data.source_base import DataSource, FolderBasedSource
 from fer.errors import DataError
 from fer.runtime.images import list_inputs
 
 
 @dataclass
-class FolderSource:
+class FolderSource(FolderBasedSource):
     """`<root>/<split>/<class>/*.jpg` (the common FER2013 layout); class folder names are case-insensitive."""
 
     root: str
@@ -76,7 +78,7 @@ _LABEL_HEADERS = {"label", "labels", "emotion", "class", "target", "expression",
 
 
 @dataclass
-class ChallengeSource:
+class ChallengeSource(FolderBasedSource):
     """`<root>/images_train/*.jpg` + `<root>/challengeA_train.csv` (file name, label) + unlabelled `<root>/images_test/`."""
 
     root: str
@@ -188,7 +190,7 @@ _FER_CSV_SPLITS = {"training": "train", "publictest": "publictest", "privatetest
 
 
 @dataclass
-class Fer2013CsvSource:
+class Fer2013CsvSource(FolderBasedSource):
     """The original Kaggle `fer2013.csv`: emotion,pixels,Usage (Training / PublicTest / PrivateTest)."""
 
     root: str
@@ -242,7 +244,7 @@ class Fer2013CsvSource:
 
 
 @dataclass
-class ImageListSource:
+class ImageListSource(DataSource):
     """Unlabelled images: one file, a folder (recursively) or an explicit list; all go to the "predict" split."""
 
     paths: list[str]
@@ -258,7 +260,7 @@ class ImageListSource:
 
 
 @dataclass
-class SyntheticSource:
+class SyntheticSource(DataSource):
     """Procedurally drawn faces (fer.data.synthetic): the embedded default, no download needed."""
 
     n_train: int = 3500

@@ -14,13 +14,6 @@ from fer.predict.settings import Faces, Reading
 from fer.runtime.table import IMAGE_COLUMNS, output_names
 
 
-def submission_columns(source) -> tuple[str, str] | None:
-    """The (image, label) column names a data source's submissions use (a challenge source: those of its training
-    CSV, found as for training), or None for the default ones."""
-    columns = getattr(source, "submission_columns", None)
-    return columns() if callable(columns) else None
-
-
 @dataclass
 class Images:
     data: OpenedData
@@ -42,7 +35,7 @@ def read_images(reading: Reading, data_cfg, inputs: list[str]) -> Images:
     else:
         data = open_data_config(data_cfg, on_bad_image=reading.on_bad_image, progress=reading.progress,
                                 max_image_pixels=reading.max_image_pixels)
-        columns = submission_columns(data.source) or IMAGE_COLUMNS
+        columns = data.source.submission_columns() or IMAGE_COLUMNS
     columns = reading.columns or columns
     split = choose_split(data.cache, "auto" if inputs else reading.split, PREDICT_SPLITS)
     if split is None:
