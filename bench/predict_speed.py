@@ -238,7 +238,7 @@ def onnx_section(ckpt: Path, data: Path, work: Path, n: int) -> None:
 def video_section(work: Path, frames: int = 240) -> None:
     """Frames per second of classify_video on a 640x480 clip with two faces, every frame (detection + crops +
     work/model.onnx + tracking), per face detector: the default (YuNet, levelled and aligned crops), YuNet without
-    levelling, and the Haar cascade."""
+    levelling, YuNet also searching turned views (turns -30 30), and the Haar cascade."""
     sys.path.insert(0, str(ROOT))
     from fer.data.demo_video import write_two_face_video
     from fer.runtime import ExpressionModel
@@ -249,7 +249,8 @@ def video_section(work: Path, frames: int = 240) -> None:
     model = ExpressionModel(work / "model.onnx")
     print(f"\nvideo: {frames} frames of 640x480 with two faces, every frame, {model.path.name} on the faces of a frame "
           "in one batch, IoU tracking:")
-    for what, detector in (("default", FaceDetector()), ("", FaceDetector(level=False)), ("", FaceDetector("haar"))):
+    for what, detector in (("default", FaceDetector()), ("", FaceDetector(level=False)),
+                           ("", FaceDetector(turns=(-30.0, 30.0))), ("", FaceDetector("haar"))):
         best = None
         for _ in range(2):
             stats = VideoStats()

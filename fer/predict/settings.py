@@ -80,12 +80,13 @@ class Faces:
     margin: float | None
     align: bool
     upscale: float
+    turns: tuple[float, ...]
 
     def build(self):
         from fer.runtime.faces import FaceDetector
 
         return FaceDetector(self.detector, self.min_size, self.min_neighbors, self.scale_factor, self.max_side,
-                            self.score_threshold, self.margin, self.align, self.upscale)
+                            self.score_threshold, self.margin, self.align, self.upscale, turns=self.turns)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,6 @@ class PredictSettings:
                             bool(cfg.tta), bool(cfg.tta_shifts), cfg.tta_shift, bool(cfg.progress)),
             faces=Faces(cfg.face_detector, cfg.face_min_size, cfg.face_min_neighbors, cfg.face_scale_factor,
                         cfg.face_max_side, cfg.face_score_threshold, cfg.face_margin, bool(cfg.face_align),
-                        cfg.face_upscale),
+                        cfg.face_upscale, tuple(as_list(cfg.get("face_turns")))),
             video=Video(cfg.video_every, cfg.get("video_fps"), cfg.video_smooth, cfg.get("video_max_frames")),
             face_detect=bool(cfg.face_detect))
