@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer.data.capture import CaptureDegradation
+
 IMPLEMENTATIONS = ("fused", "kornia")
 _ERASING_RATIO = (0.3, 3.3)  # aspect ratios of erased rectangles (kornia's default)
 
@@ -24,13 +26,26 @@ def build_augmentation(shift: int = 4, flip: bool = True, degrees: float = 10.0,
                        scale: tuple[float, float] | None = (0.9, 1.1), affine_p: float = 0.5,
                        brightness: float = 0.2, contrast: float = 0.2, color_p: float = 0.5,
                        erasing_p: float = 0.25, erasing_scale: tuple[float, float] = (0.02, 0.15),
-                       implementation: str = "fused") -> nn.Module:
+                       implementation: str = "fused", capture_p: float = 0.0, capture_min_side: int = 20,
+                       capture_blur: float = 1.0, capture_noise: float = 0.03,
+                       capture_light: float = 0.3) -> nn.Module:
     """Random shift (reflect-padded crop, integer px), flip, rotation/scale (with probability affine_p),
-    brightness/contrast (with probability color_p, in random order), erasing. 0 / False / None turns a step off.
-    Input and output: float [B,1,H,W] in [0,1]."""
+    brightness/contrast (with probability color_p, in random order), erasing; then, with probability capture_p,
+    a camera's degradations (fer.data.capture: fewer pixels, blur, uneven light, noise). 0 / False / None turns a
+    step off. Input and output: float [B,1,H,W] in [0,1]."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"data.augment.implementation must be one of {', '.join(IMPLEMENTATIONS)}, "
                          f"got {implementation!r}")
+    base = _base_augmentation(shift, flip, degrees, scale, affine_p, brightness, contrast, color_p, erasing_p,
+                              erasing_scale, implementation)
+    if not capture_p:
+        return base
+    return nn.Sequential(base, CaptureDegradation(capture_p, capture_min_side, capture_blur, capture_noise,
+                                                  capture_light))
+
+
+def _base_augmentation(shift, flip, degrees, scale, affine_p, brightness, contrast, color_p, erasing_p, erasing_scale,
+                       implementation) -> nn.Module:
     if implementation == "fused":
         return FusedAugment(int(shift or 0), bool(flip), float(degrees or 0), tuple(scale) if scale else None,
                             float(affine_p or 0), float(brightness or 0), float(contrast or 0), float(color_p or 0),

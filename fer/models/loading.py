@@ -134,3 +134,19 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> FE
     # which images were its val split (FERDataModule.state_dict; absent in checkpoints from before it was recorded)
     model.val_split_record = checkpoint.get("FERDataModule", {}).get("val_split")
     return model
+
+
+def start_from_weights(model: FERClassifier, path: str | Path) -> None:
+    """Fine-tuning: the weights of a checkpoint of the same model and network copied into a freshly built one (its
+    optimiser, schedule and epochs start afresh). One line naming the file when the checkpoint is another model or
+    another network."""
+    checkpoint = read_checkpoint(path)
+    name, _ = registered_model(checkpoint, path)
+    if name != model.model_name:
+        raise UserError(f"init_from={path}: a {name} checkpoint; this run trains {model.model_name}")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise UserError(f"init_from={path}: its weights do not fit this run's {model.model_name} network (the "
+                        f"checkpoint's model settings differ: {str(exc).splitlines()[0]})") from exc
+

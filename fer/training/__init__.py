@@ -20,11 +20,12 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
 from fer.cli import check_recipe_for, number_keys_of_targets, require_data_root, require_numbers
-from fer.errors import RunStoppedEarly
+from fer.errors import RunStoppedEarly, UserError
 from fer.tracking.plots import plot_reliability
 from fer.tracking.record import PARAM_COMMIT, PARAM_DEVICE, PARAM_MODEL, RunRecord, trial_tags
 from fer.tracking.reports import write_test_reports
 from fer.models.base import AUTO_SIZED
+from fer.models.loading import start_from_weights
 from fer.models.size import size_line
 from fer.runtime.metadata import SYNTHETIC
 from fer.training.calibrate import calibrate_checkpoint
@@ -71,6 +72,8 @@ def _flat_params(cfg: DictConfig, model_name: str, data_name: str) -> dict[str, 
             "label_smoothing": cfg.model.get("label_smoothing"), "class_weighting": cfg.model.get("class_weighting"),
             # callbacks=[default,ema]: the weight average's decay (none without it)
             "ema_decay": OmegaConf.select(cfg, "callbacks.ema.decay", default=None),
+            "init_from": cfg.get("init_from"),  # fine-tuned from this checkpoint's weights (none: from scratch)
+            "capture_p": OmegaConf.select(cfg, "data.augment.capture_p", default=None),
             PARAM_DEVICE: _device_name(str(cfg.trainer.get("accelerator", "auto"))),
             PARAM_COMMIT: _git_commit(cfg.paths.root_dir),
             # a search's trial: each searched value under its override key (comparable across the study's runs)
@@ -132,6 +135,9 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     ckpt_path = None
     if cfg.get("resume"):
+        if cfg.get("init_from"):
+            raise UserError("resume= continues a run, init_from= starts a new one from a checkpoint's weights: "
+                            "give one of them")
         cfg, last = load_resume_config(cfg)
         ckpt_path = str(last)
     folder = RunFolder(cfg.paths.output_dir)
@@ -144,6 +150,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = instantiate_model(cfg.model)
+    if cfg.get("init_from"):
+        start_from_weights(model, cfg.init_from)
     model_name = model.model_name
     log.info("model %s: %s", model_name, size_line(model, model.net, model.net_input_size))
     loggers = _loggers(cfg, run_info, f"{model_name}-{datamodule.name}-{time.strftime('%m%d-%H%M%S')}")
