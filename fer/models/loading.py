@@ -149,4 +149,3 @@ def start_from_weights(model: FERClassifier, path: str | Path) -> None:
     except (RuntimeError, KeyError, TypeError) as exc:
         raise UserError(f"init_from={path}: its weights do not fit this run's {model.model_name} network (the "
                         f"checkpoint's model settings differ: {str(exc).splitlines()[0]})") from exc
-

@@ -90,7 +90,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                     help="search photos at this many times their size (1-4): finds smaller faces, costs time")
     ap.add_argument("--turns", type=float, nargs="+", default=[], metavar="DEG",
                     help="also search photos turned by these angles, e.g. --turns -30 30: finds faces tilted by 45 "
-                         "degrees, three times the detection time")
+                         "degrees, about four times the detection time")
     ap.add_argument("--every", type=int, default=1, help="video: every Nth frame")
     ap.add_argument("--fps", type=float, default=None, help="video: this many frames per second")
     ap.add_argument("--threads", type=int, default=None)
@@ -124,7 +124,7 @@ def _classify(args: argparse.Namespace) -> int:
     model = ExpressionModel(args.model, args.threads)
     # opened on first use: a folder of face crops never pays for the detector's session (~60 ms)
     detector = functools.cache(lambda: FaceDetector(args.detector, upscale=args.upscale, threads=args.threads,
-                                                          turns=args.turns))
+                                                    turns=args.turns))
     summary = ""
     if len(args.inputs) == 1 and is_video(args.inputs[0]):
         rows = list(classify_video(lambda crops: model.predict_proba(crops, tta=args.tta), args.inputs[0],

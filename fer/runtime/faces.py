@@ -10,7 +10,7 @@ Detectors (face_detector=...):
 - haar, lbp: the cascades of fer.runtime.cascade (upright frontal faces only); their crops are the box grown by a
   margin. bench/faces.py measures all three on the same scenes, bench/photos.py on real photos.
 turns=(-30, 30) searches the photo turned by those angles as well (fer.runtime.turns): faces tilted by 45 degrees
-are found, at three times the detection time.
+are found, at about four times the detection time (bench/photos.py).
 """
 
 from __future__ import annotations
