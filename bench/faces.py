@@ -239,12 +239,11 @@ def main() -> None:
           "(missed = wrong) | accuracy on the FER crops | found faces: true square, levelled | found faces: FER "
           "crops |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.detectors:
-        variants = ([("levelled, aligned", True, True, 1.0), ("aligned on its landmarks", True, False, 1.0),
-                     ("box + margin", False, False, 1.0), ("levelled, aligned, upscale=2", True, True, 2.0),
-                     ("levelled, aligned, turns -30 30", True, True, 1.0)]
-                    if name == "yunet" else [("box + margin", False, False, 1.0)])
-        for how, align, level, upscale in variants:
-            turns = (-30.0, 30.0) if "turns" in how else ()
+        variants = ([("levelled, aligned", True, True, 1.0, ()), ("aligned on its landmarks", True, False, 1.0, ()),
+                     ("box + margin", False, False, 1.0, ()), ("levelled, aligned, upscale=2", True, True, 2.0, ()),
+                     ("levelled, aligned, turns -30 30", True, True, 1.0, (-30.0, 30.0))]
+                    if name == "yunet" else [("box + margin", False, False, 1.0, ())])
+        for how, align, level, upscale, turns in variants:
             det = FaceDetector(name, align=align, upscale=upscale, threads=args.threads, level=level, turns=turns)
             r = evaluate(det, scenes, model.predict_proba, faces, labels, truth_ok=truth_ok[True])
             print(f"| {name} | {how} | {r['recall']:.3f} | {r['precision']:.3f} | {r['ms']:.1f} | "

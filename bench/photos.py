@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faces import DETECTORS, iou  # noqa: E402
 
 from fer.runtime.faces import FaceDetector  # noqa: E402
+from fer.runtime.turns import turn_onto_canvas  # noqa: E402
 
 ANGLES = (-45, -30, -15, 0, 15, 30, 45)
 CONDITIONS = {"as is": dict(cover=False, shrink=1.0), "lower third covered": dict(cover=True, shrink=1.0),
@@ -69,14 +70,11 @@ def harder(img: np.ndarray, photo: Photo, angle: float, cover: bool, shrink: flo
     degrees on a canvas that holds all of it; with the boxes carried along (same size, moved with their centres)."""
     img = img.copy()
     if cover:
+        colour = tuple(int(v) for v in np.median(img.reshape(-1, 3), axis=0))  # a flat patch in the photo's tone
         for x, y, w, h in photo.faces:
-            colour = tuple(int(v) for v in np.median(img.reshape(-1, 3), axis=0))  # a flat patch in the photo's tone
-            cv2.rectangle(img, (int(x - 0.1 * w), int(y + h * 2 / 3)), (int(x + 1.1 * w), int(y + h * 1.05)), colour, -1)
-    h, w = img.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, shrink)
-    cos, sin = abs(m[0, 0]), abs(m[0, 1])
-    size = (int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin)))
-    m[:, 2] += (size[0] - w) / 2, (size[1] - h) / 2
+            cv2.rectangle(img, (int(x - 0.1 * w), int(y + h * 2 / 3)), (int(x + 1.1 * w), int(y + h * 1.05)), colour,
+                          -1)
+    m, size = turn_onto_canvas(img.shape[1], img.shape[0], angle, shrink)
     fill = tuple(int(v) for v in img.reshape(-1, 3).mean(axis=0))
     out = cv2.warpAffine(img, m, size, flags=cv2.INTER_AREA if shrink < 1 else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
@@ -138,7 +136,7 @@ def evaluate(detector: FaceDetector, folds: list[list[Photo]]):
         mapping = fit_convention(detector, others)
         for p in photos:
             img = cv2.imread(str(p.path))
-            detector.find(img)  # warm-up
+            detector.find(img)  # warm-up: ONNX Runtime plans each new input size on its first run, untimed here
             for cond, opts in CONDITIONS.items():
                 for angle in ANGLES:
                     scene, faces, ignored = harder(img, p, angle, **opts)

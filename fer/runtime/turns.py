@@ -20,14 +20,20 @@ from fer.runtime.yunet import Detection
 SAME_FACE_IOU = 0.3
 
 
-def turned_view(img: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """The image turned by `angle` degrees (counter-clockwise) on a canvas that holds all of it, edges repeated;
-    and the 2x3 matrix that takes the turned image's points back to the image's."""
-    h, w = img.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+def turn_onto_canvas(w: int, h: int, angle: float, scale: float = 1.0) -> tuple[np.ndarray, tuple[int, int]]:
+    """The 2x3 matrix that turns a w x h image by `angle` degrees (counter-clockwise) and scales it about its centre,
+    onto a canvas that holds all of it; and that canvas's (width, height)."""
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
     cos, sin = abs(m[0, 0]), abs(m[0, 1])
     size = (int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin)))
     m[:, 2] += (size[0] - w) / 2, (size[1] - h) / 2
+    return m, size
+
+
+def turned_view(img: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The image turned by `angle` degrees (counter-clockwise) on a canvas that holds all of it, edges repeated;
+    and the 2x3 matrix that takes the turned image's points back to the image's."""
+    m, size = turn_onto_canvas(img.shape[1], img.shape[0], angle)
     turned = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return turned, cv2.invertAffineTransform(m)
 
