@@ -11,6 +11,7 @@ scikit-image's sample images, which ship with it). Nothing of FER2013 is committ
     python bench/faces.py --data ../shared/fer2013 --source train --scenes 300 --sweep  # choose YuNet's threshold
     python bench/faces.py --data ../shared/fer2013 --calibrate                          # FER_LANDMARKS, margins
     python bench/faces.py --data ../shared/fer2013 --scenes 200 --search                # YuNet at angles and scales
+    python bench/faces.py --data ../shared/fer2013 --scenes 200 --detectors mtcnn      # MTCNN (bench/mtcnn_detector.py)
 
 --calibrate and --sweep use train faces only: the publictest scenes are measured, never tuned on.
 """
@@ -37,7 +38,16 @@ from scenes import GroundTruth, make_scene, usable_faces  # noqa: E402
 from fer.runtime.faces import FaceDetector  # noqa: E402
 from fer.runtime.yunet import Detection  # noqa: E402
 
-DETECTORS = ("yunet", "haar", "lbp")
+DETECTORS = ("yunet", "haar", "lbp")  # the package's; "mtcnn" (bench/mtcnn_detector.py) only when asked for
+
+
+def make_detector(name: str, **options):
+    """The package's detector of that name, or MTCNN (bench/mtcnn_detector.py: of the options, align and margin)."""
+    if name == "mtcnn":
+        from mtcnn_detector import MTCNNDetector
+
+        return MTCNNDetector(**{k: v for k, v in options.items() if k in ("align", "margin")})
+    return FaceDetector(name, **options)
 
 
 def iou(a, b) -> float:
@@ -163,7 +173,7 @@ def recall_by_condition(hits: np.ndarray) -> str:
     return " | ".join(f"{hits[m, 3].mean():.2f}" for _, m in groups), " | ".join(name for name, _ in groups)
 
 
-def calibrate(data: Path, n: int = 1000, seed: int = 0) -> None:
+def calibrate(data: Path, names=DETECTORS, n: int = 1000, seed: int = 0) -> None:
     """Where YuNet's landmarks sit on FER2013 train faces, and per detector the margin that grows its box into the
     FER2013 square: each face enlarged 3x, upright, alone on a plain background."""
     faces, _ = load_split(data, "train")
@@ -171,8 +181,8 @@ def calibrate(data: Path, n: int = 1000, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     idx = rng.choice(np.flatnonzero(keep), size=min(n, int(keep.sum())), replace=False)
     k, pad = 3, 96
-    for name in DETECTORS:
-        det = FaceDetector(name, margin=0.0, min_size=20)
+    for name in names:
+        det = make_detector(name, margin=0.0, min_size=20)
         points, margins, found = [], [], 0
         for i in idx:
             big = cv2.resize(faces[i], (48 * k, 48 * k), interpolation=cv2.INTER_CUBIC)
@@ -201,7 +211,8 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None, help="an exported .onnx (default: the bundled model)")
-    ap.add_argument("--detectors", nargs="+", default=list(DETECTORS))
+    ap.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=[*DETECTORS, "mtcnn"],
+                    help="mtcnn: beside the package's, with facenet-pytorch installed (bench/mtcnn_detector.py)")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="YuNet's precision and recall per score threshold")
     ap.add_argument("--threads", type=int, default=None)
@@ -209,7 +220,7 @@ def main() -> None:
     args = ap.parse_args()
     cv2.setNumThreads(args.threads or os.cpu_count() or 1)
     if args.calibrate:
-        calibrate(args.data, seed=args.seed)
+        calibrate(args.data, args.detectors, seed=args.seed)
         return
     if args.sweep and args.source != "train":
         sys.exit("--sweep chooses a threshold: it runs on --source train only")
@@ -242,9 +253,11 @@ def main() -> None:
         variants = ([("levelled, aligned", True, True, 1.0, ()), ("aligned on its landmarks", True, False, 1.0, ()),
                      ("box + margin", False, False, 1.0, ()), ("levelled, aligned, upscale=2", True, True, 2.0, ()),
                      ("levelled, aligned, turns -30 30", True, True, 1.0, (-30.0, 30.0))]
-                    if name == "yunet" else [("box + margin", False, False, 1.0, ())])
+                    if name == "yunet" else [("aligned on its landmarks", True, False, 1.0, ()),
+                                             ("box + margin", False, False, 1.0, ())]
+                    if name == "mtcnn" else [("box + margin", False, False, 1.0, ())])
         for how, align, level, upscale, turns in variants:
-            det = FaceDetector(name, align=align, upscale=upscale, threads=args.threads, level=level, turns=turns)
+            det = make_detector(name, align=align, upscale=upscale, threads=args.threads, level=level, turns=turns)
             r = evaluate(det, scenes, model.predict_proba, faces, labels, truth_ok=truth_ok[True])
             print(f"| {name} | {how} | {r['recall']:.3f} | {r['precision']:.3f} | {r['ms']:.1f} | "
                   f"{r['crop_ms']:.1f} | "

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from faces import DETECTORS, iou  # noqa: E402
+from faces import DETECTORS, iou, make_detector  # noqa: E402
 
 from fer.runtime.faces import FaceDetector  # noqa: E402
 from fer.runtime.turns import turn_onto_canvas  # noqa: E402
@@ -152,7 +152,8 @@ def evaluate(detector: FaceDetector, folds: list[list[Photo]]):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("xml", nargs="+", type=Path, help="dlib imglab files (two or more: cross-fitted conventions)")
-    ap.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
+    ap.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=[*DETECTORS, "mtcnn"],
+                    help="mtcnn: beside the package's, with facenet-pytorch installed (bench/mtcnn_detector.py)")
     ap.add_argument("--turns", type=float, nargs="*", default=[-30.0, 30.0], metavar="DEG",
                     help="a row for YuNet also searching the photos turned by these angles (none: no such row)")
     ap.add_argument("--threads", type=int, default=None)
@@ -161,7 +162,7 @@ def main() -> None:
     folds = [read_imglab(x) for x in args.xml]
     n = sum(len(p.faces) for f in folds for p in f)
     print(f"{sum(map(len, folds))} photos, {n} faces drawn by hand ({', '.join(map(str, args.xml))})\n")
-    rows = {name: FaceDetector(name, threads=args.threads) for name in args.detectors}
+    rows = {name: make_detector(name, threads=args.threads) for name in args.detectors}
     if args.turns and "yunet" in args.detectors:
         rows[f"yunet, turns {' '.join(f'{a:g}' for a in args.turns)}"] = FaceDetector("yunet", threads=args.threads,
                                                                                   turns=args.turns)
