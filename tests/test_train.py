@@ -56,7 +56,7 @@ def test_one_epoch_mlflow_run_and_reload(model_name, tmp_path):
               "seed": str(cfg.seed), "label_smoothing": str(cfg.model.label_smoothing),
               "class_weighting": str(cfg.model.class_weighting), "ema_decay": "None"}
     assert {key: run.data.params.get(key) for key in logged} == logged
-    assert run.data.params["device"].startswith("CPU") and re.fullmatch(r"[0-9a-f]{7,40}|unknown",
+    assert run.data.params["device"].startswith("CPU") and re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?|unknown",
                                                                        run.data.params["git_commit"])
     metrics = run.data.metrics
     assert {"test/acc", "test/f1_macro", "test_tta/acc", "val/acc", "train/loss", "train/acc",
@@ -417,3 +417,21 @@ def test_a_missing_data_folder_is_found_before_the_run_exists(tmp_path):
         run_training(cfg)
     assert not Path(cfg.paths.output_dir).exists()
     assert not list(tmp_path.rglob("*.db"))  # no MLflow store, so no FAILED run in it
+
+
+def test_the_commit_param_says_when_the_checkout_had_changes(tmp_path):
+    """git_commit names the commit a run trained with, and says "-dirty" when tracked files differed from it (a
+    run started before its code was committed); untracked files (outputs, mlruns) do not count."""
+    from fer.training import source_commit
+
+    assert source_commit(str(tmp_path)) == "unknown"  # not a checkout
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "train.py").write_text("a = 1\n")
+    subprocess.run([*git, "add", "train.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "outputs.txt").write_text("untracked\n")
+    assert source_commit(str(tmp_path)) == head
+    (tmp_path / "train.py").write_text("a = 2\n")
+    assert source_commit(str(tmp_path)) == f"{head}-dirty"

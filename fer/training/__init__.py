@@ -36,10 +36,15 @@ from fer.tracking.run_folder import CONFIG, REPORTS, RESULTS, RunFolder, RunInfo
 log = logging.getLogger(__name__)
 
 
-def _git_commit(root: str) -> str:
+def source_commit(root: str) -> str:
+    """The checkout's commit, "-dirty" appended when tracked files differ from it (the run did not train with that
+    commit's code alone); "unknown" outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
+
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=5).stdout.strip() or "unknown"
+        commit = git("rev-parse", "--short", "HEAD") or "unknown"
+        return f"{commit}-dirty" if commit != "unknown" and git("status", "--porcelain", "-uno") else commit
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -75,7 +80,7 @@ def _flat_params(cfg: DictConfig, model_name: str, data_name: str) -> dict[str, 
             "init_from": cfg.get("init_from"),  # fine-tuned from this checkpoint's weights (none: from scratch)
             "capture_p": OmegaConf.select(cfg, "data.augment.capture_p", default=None),
             PARAM_DEVICE: _device_name(str(cfg.trainer.get("accelerator", "auto"))),
-            PARAM_COMMIT: _git_commit(cfg.paths.root_dir),
+            PARAM_COMMIT: source_commit(cfg.paths.root_dir),
             # a search's trial: each searched value under its override key (comparable across the study's runs)
             **{key: _config_value(cfg, key) for key in (OmegaConf.select(cfg, "trial.params") or [])}}
 
