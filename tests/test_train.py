@@ -422,7 +422,7 @@ def test_a_missing_data_folder_is_found_before_the_run_exists(tmp_path):
 def test_the_commit_param_says_when_the_checkout_had_changes(tmp_path):
     """git_commit names the commit a run trained with, and says "-dirty" when tracked files differed from it (a
     run started before its code was committed); untracked files (outputs, mlruns) do not count."""
-    from fer.training import source_commit
+    from fer.training.provenance import source_commit
 
     assert source_commit(str(tmp_path)) == "unknown"  # not a checkout
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]

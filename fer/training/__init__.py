@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,24 +27,12 @@ from fer.models.loading import start_from_weights
 from fer.models.size import size_line
 from fer.runtime.metadata import SYNTHETIC
 from fer.training.calibrate import calibrate_checkpoint
+from fer.training.provenance import device_name, source_commit
 from fer.training.resume import load_resume_config
 from fer.training.test_outputs import TestOutputs
 from fer.tracking.run_folder import CONFIG, REPORTS, RESULTS, RunFolder, RunInfo
 
 log = logging.getLogger(__name__)
-
-
-def source_commit(root: str) -> str:
-    """The checkout's commit, "-dirty" appended when tracked files differ from it (the run did not train with that
-    commit's code alone); "unknown" outside a git checkout."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD") or "unknown"
-        return f"{commit}-dirty" if commit != "unknown" and git("status", "--porcelain", "-uno") else commit
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def instantiate_trainer(cfg: DictConfig, loggers: list, *extra: pl.Callback) -> pl.Trainer:
@@ -79,7 +65,7 @@ def _flat_params(cfg: DictConfig, model_name: str, data_name: str) -> dict[str, 
             "ema_decay": OmegaConf.select(cfg, "callbacks.ema.decay", default=None),
             "init_from": cfg.get("init_from"),  # fine-tuned from this checkpoint's weights (none: from scratch)
             "capture_p": OmegaConf.select(cfg, "data.augment.capture_p", default=None),
-            PARAM_DEVICE: _device_name(str(cfg.trainer.get("accelerator", "auto"))),
+            PARAM_DEVICE: device_name(str(cfg.trainer.get("accelerator", "auto"))),
             PARAM_COMMIT: source_commit(cfg.paths.root_dir),
             # a search's trial: each searched value under its override key (comparable across the study's runs)
             **{key: _config_value(cfg, key) for key in (OmegaConf.select(cfg, "trial.params") or [])}}
@@ -97,13 +83,6 @@ def _config_value(cfg: DictConfig, key: str) -> Any:
 def _run_tags(cfg: DictConfig) -> dict[str, str]:
     trial = cfg.get("trial") or {}
     return trial_tags(trial.study, trial.number) if trial.get("number") is not None else {}
-
-
-def _device_name(accelerator: str) -> str:
-    """What the run trains on, as the results tables name it: the GPU's name, else the CPU's core count."""
-    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU, {os.cpu_count()} cores"
 
 
 # numbers train.py reads itself; those the config's classes read are declared by them (number_keys_of_targets).
