@@ -139,16 +139,22 @@ def test_smaller_forms_int8_and_fp16_weights(trained, work):
         assert {"fer.recipe", "fer.commit", "fer.device"} <= set(info.extra)
 
 
-def test_int8_export_prints_none_of_the_quantisers_notes(trained, work, caplog):
+def test_int8_export_of_six_views_prints_no_quantiser_notes_and_gives_probabilities(trained, work, caplog):
     """onnxruntime's quantiser notes, on the root logger, each bias it copies for a network used by several views
     and each batch norm's 1-D weight it keeps per tensor (the mlp with six views: dozens of lines): dropped while
-    it runs, and only then."""
+    it runs, and only then. The softmax and the views' average stay fp32: each row of probabilities sums to 1, not
+    to 1 +- a few quantisation steps."""
     import logging
 
+    from fer.runtime import ExpressionModel
+
     with caplog.at_level(logging.DEBUG):  # views: the weights are shared by the six views' copies of the network
-        export(work, trained("mlp"), f"output={work / 'noise.onnx'}", "quantize=int8", "views=flip_shifts")
+        result = export(work, trained("mlp"), f"output={work / 'noise.onnx'}", "quantize=int8", "views=flip_shifts")
     assert "Created a copy of bias" not in caplog.text and "out-of-range" not in caplog.text
     assert logging.getLogger().filters == []
+    faces = np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8)
+    probs = ExpressionModel(result.smaller["int8"]).predict_proba(faces)
+    assert np.abs(probs.sum(axis=1) - 1).max() < 1e-5
 
 
 @pytest.mark.parametrize("quantize", ["int4", "[int8,bf16]"])
