@@ -9,7 +9,7 @@ NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIZE = 48
 
 # Spellings seen in the wild for the same class (folder names, CSV labels).
-_ALIASES = {"anger": "angry", "disgusted": "disgust", "fearful": "fear", "happiness": "happy",
+_ALIASES = {"anger": "angry", "disgusted": "disgust", "fearful": "fear", "scared": "fear", "happiness": "happy",
             "sadness": "sad", "surprised": "surprise", "calm": "neutral"}
 
 

@@ -17,7 +17,8 @@ from conftest import png_bomb
 
 
 def test_parse_label_accepts_ints_names_and_aliases():
-    assert [parse_label(v) for v in (0, "6", "Happy", " SAD ", "anger", 3.0, "2.0")] == [0, 6, 3, 4, 0, 3, 2]
+    assert [parse_label(v) for v in (0, "6", "Happy", " SAD ", "anger", 3.0, "2.0", "Scared")] == [0, 6, 3, 4, 0, 3, 2,
+                                                                                                 2]
     assert [parse_label(v) for v in (7, -1, "smile", "", None, 2.5)] == [None] * 6
 
 
