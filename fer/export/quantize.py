@@ -62,13 +62,13 @@ def probability_tail(model) -> list[str]:
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    tail, todo = set(), [n for n in model.graph.node if n.op_type == "Softmax"]
-    while todo:
+    seen, todo = {}, [n for n in model.graph.node if n.op_type == "Softmax"]
+    while todo:  # by identity: a node may have no name, and the walk must still go on past it
         node = todo.pop()
-        if node.name not in tail:
-            tail.add(node.name)
+        if id(node) not in seen:
+            seen[id(node)] = node.name
             todo += [c for out in node.output for c in consumers.get(out, [])]
-    return sorted(tail)
+    return sorted(seen.values())
 
 
 @contextmanager
