@@ -33,7 +33,6 @@ sys.path.insert(0, str(ROOT))
 from fer.classes import CLASS_NAMES, parse_label  # noqa: E402
 from fer.errors import DataError  # noqa: E402
 from fer.runtime.faces import FaceDetector  # noqa: E402
-from fer.runtime.images import read_image  # noqa: E402
 
 HAPPY = CLASS_NAMES.index("happy")
 
