@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="the first N GENKI-4K photos only")
     ap.add_argument("--model", default=None, help="an exported .onnx (default: the bundled model)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--yunet-file", default=None, help="another YuNet .onnx (default: the one in the package)")
     args = ap.parse_args()
     if not (args.folders or args.genki):
         ap.error("give --folders, --genki or both")
@@ -125,8 +126,10 @@ def main() -> None:
     from fer.runtime import ExpressionModel
 
     model = ExpressionModel(args.model, args.threads)
-    detectors = {"yunet (default)": FaceDetector("yunet", threads=args.threads),
-                 "yunet, turns -30 30": FaceDetector("yunet", threads=args.threads, turns=(-30.0, 30.0)),
+    detectors = {"yunet (default)": FaceDetector("yunet", threads=args.threads, model_file=args.yunet_file),
+                 "yunet, turns -30 30": FaceDetector("yunet", threads=args.threads, turns=(-30.0, 30.0),
+                                                     model_file=args.yunet_file),
+                 "yunet_fer": FaceDetector("yunet_fer", threads=args.threads),
                  "haar": FaceDetector("haar")}
     sets = []
     if args.folders:

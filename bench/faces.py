@@ -36,13 +36,17 @@ from model_card import load_split  # noqa: E402
 from scenes import GroundTruth, make_scene, usable_faces  # noqa: E402
 
 from fer.runtime.faces import FaceDetector  # noqa: E402
+from fer.runtime.yunet import MODEL_FILE as YUNET_FILE  # noqa: E402
 from fer.runtime.yunet import Detection  # noqa: E402
 
-DETECTORS = ("yunet", "haar", "lbp")  # the package's; "mtcnn" (bench/mtcnn_detector.py) only when asked for
+DETECTORS = ("yunet", "yunet_fer", "haar", "lbp")  # the package's; "mtcnn" (bench/mtcnn_detector.py) when asked for
 
 
-def make_detector(name: str, **options):
-    """The package's detector of that name, or MTCNN (bench/mtcnn_detector.py: of the options, align and margin)."""
+def make_detector(name: str, yunet_file: str | None = None, **options):
+    """The package's detector of that name, or MTCNN (bench/mtcnn_detector.py: of the options, align and margin).
+    yunet_file: another YuNet .onnx for "yunet" (e.g. one from scripts/finetune_yunet.py); None: the bundled one."""
+    if name == "yunet" and yunet_file:
+        options["model_file"] = yunet_file
     if name == "mtcnn":
         from mtcnn_detector import MTCNNDetector
 
@@ -152,13 +156,13 @@ def evaluate(detector: FaceDetector, scenes, classify=None, faces=None, labels=N
     return out
 
 
-def search_table(scenes, threads: int | None) -> None:
+def search_table(scenes, threads: int | None, yunet_file: str | None = None) -> None:
     """YuNet searched at angles (turns) and scales (upscale): how much of what it misses on these scenes search
     alone recovers, at one detector pass per angle."""
     print("| YuNet searched | score threshold | recall | precision | ms / 640x480 |\n|---|---|---|---|---|")
     for how, turns, upscale in [("as is", (), 1.0), ("turned by -30, 0, 30 deg", (-30.0, 30.0), 1.0),
                                 ("upscale=2", (), 2.0), ("both", (-30.0, 30.0), 2.0)]:
-        det = FaceDetector("yunet", score_threshold=0.2, upscale=upscale, threads=threads, turns=turns)
+        det = make_detector("yunet", yunet_file, score_threshold=0.2, upscale=upscale, threads=threads, turns=turns)
         for t in (0.3, 0.45, 0.6, 0.75):
             r = evaluate(det, scenes, min_score=t)
             print(f"| {how} | {t:.2f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['ms']:.1f} |", flush=True)
@@ -217,6 +221,7 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="YuNet's precision and recall per score threshold")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--search", action="store_true", help="YuNet searched at angles and scales: what search recovers")
+    ap.add_argument("--yunet-file", default=None, help="another YuNet .onnx (default: the one in the package)")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads or os.cpu_count() or 1)
     if args.calibrate:
@@ -226,10 +231,10 @@ def main() -> None:
         sys.exit("--sweep chooses a threshold: it runs on --source train only")
     scenes, faces, labels = scenes_for(args.data, args.source, args.scenes, args.seed)
     if args.search:
-        search_table(scenes, args.threads)
+        search_table(scenes, args.threads, args.yunet_file)
         return
     if args.sweep:
-        det = FaceDetector("yunet", score_threshold=0.3, threads=args.threads)
+        det = make_detector("yunet", args.yunet_file, score_threshold=0.3, threads=args.threads)
         print("| score threshold | recall | precision |\n|---|---|---|")
         for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
             r = evaluate(det, scenes, min_score=t)
@@ -239,7 +244,8 @@ def main() -> None:
 
     model = ExpressionModel(args.model, args.threads)
     n_faces = sum(len(truth) for _, truth in scenes)
-    print(f"{len(scenes)} scenes, {n_faces} FER2013 {args.source} faces (seed {args.seed}), model {model.path.name}\n")
+    print(f"{len(scenes)} scenes, {n_faces} FER2013 {args.source} faces (seed {args.seed}), model {model.path.name}, "
+          f"YuNet file {os.path.basename(args.yunet_file or YUNET_FILE)}\n")
     truth_ok = {level: truth_correct(scenes, model.predict_proba, level) for level in (True, False)}
     for level, what in ((True, "levelled"), (False, "as turned")):
         print(f"all faces cut from their true square, {what} (a perfect detector): accuracy "
@@ -253,11 +259,14 @@ def main() -> None:
         variants = ([("levelled, aligned", True, True, 1.0, ()), ("aligned on its landmarks", True, False, 1.0, ()),
                      ("box + margin", False, False, 1.0, ()), ("levelled, aligned, upscale=2", True, True, 2.0, ()),
                      ("levelled, aligned, turns -30 30", True, True, 1.0, (-30.0, 30.0))]
-                    if name == "yunet" else [("aligned on its landmarks", True, False, 1.0, ()),
+                    if name == "yunet" else [("levelled, aligned", True, True, 1.0, ()),
+                                             ("levelled, aligned, turns -30 30", True, True, 1.0, (-30.0, 30.0))]
+                    if name == "yunet_fer" else [("aligned on its landmarks", True, False, 1.0, ()),
                                              ("box + margin", False, False, 1.0, ())]
                     if name == "mtcnn" else [("box + margin", False, False, 1.0, ())])
         for how, align, level, upscale, turns in variants:
-            det = make_detector(name, align=align, upscale=upscale, threads=args.threads, level=level, turns=turns)
+            det = make_detector(name, args.yunet_file, align=align, upscale=upscale, threads=args.threads, level=level,
+                                turns=turns)
             r = evaluate(det, scenes, model.predict_proba, faces, labels, truth_ok=truth_ok[True])
             print(f"| {name} | {how} | {r['recall']:.3f} | {r['precision']:.3f} | {r['ms']:.1f} | "
                   f"{r['crop_ms']:.1f} | "

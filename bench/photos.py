@@ -157,15 +157,16 @@ def main() -> None:
     ap.add_argument("--turns", type=float, nargs="*", default=[-30.0, 30.0], metavar="DEG",
                     help="a row for YuNet also searching the photos turned by these angles (none: no such row)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--yunet-file", default=None, help="another YuNet .onnx (default: the one in the package)")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads or os.cpu_count() or 1)
     folds = [read_imglab(x) for x in args.xml]
     n = sum(len(p.faces) for f in folds for p in f)
     print(f"{sum(map(len, folds))} photos, {n} faces drawn by hand ({', '.join(map(str, args.xml))})\n")
-    rows = {name: make_detector(name, threads=args.threads) for name in args.detectors}
-    if args.turns and "yunet" in args.detectors:
-        rows[f"yunet, turns {' '.join(f'{a:g}' for a in args.turns)}"] = FaceDetector("yunet", threads=args.threads,
-                                                                                  turns=args.turns)
+    rows = {name: make_detector(name, args.yunet_file, threads=args.threads) for name in args.detectors}
+    for name in [d for d in args.detectors if d in ("yunet", "yunet_fer")] if args.turns else []:
+        turned = f"{name}, turns {' '.join(f'{a:g}' for a in args.turns)}"
+        rows[turned] = make_detector(name, args.yunet_file, threads=args.threads, turns=args.turns)
     results = {name: evaluate(detector, folds) for name, detector in rows.items()}
     head = " | ".join(f"{a:+d} deg" if a else "upright" for a in ANGLES)
     for cond in CONDITIONS:

@@ -26,9 +26,14 @@ from fer.runtime.cascade import Box, Cascade
 from fer.runtime.images import to_bgr_u8, to_gray48, to_gray_u8
 from fer.runtime.levelling import level_landmarks
 from fer.runtime.turns import search_turns
+from fer.runtime.yunet import MODEL_FILE as YUNET_FILE
+from fer.runtime.yunet import FER_FILE as FER_YUNET_FILE
 from fer.runtime.yunet import Detection, YuNet
 
-DETECTORS = ("auto", "yunet", "haar", "lbp")
+DETECTORS = ("auto", "yunet", "yunet_fer", "haar", "lbp")
+# the YuNet files: the published network, and with it a copy fine-tuned to find FER2013-style faces (tight grey crops)
+# too, at the cost of false faces on real photos turned past 15 degrees (fer/runtime/yunet.py, docs/BENCHMARKS.md)
+_YUNET_FILES = {"yunet": YUNET_FILE, "yunet_fer": FER_YUNET_FILE}
 _ALIASES = {"opencv": "haar", "skimage": "lbp"}  # the names before YuNet: configs written then keep working
 # Per detector: smallest face side kept (photo pixels), the size a bigger photo is searched at (boxes are still
 # reported in photo pixels), and the margin a box grows by on each side when it is cropped without landmarks: the
@@ -37,6 +42,7 @@ _ALIASES = {"opencv": "haar", "skimage": "lbp"}  # the names before YuNet: confi
 # of about 10 px of the searched image (opencv_zoo's model notes; fewer photo pixels with upscale); the cascades'
 # window is 20 px.
 _DEFAULTS = {"yunet": dict(min_size=0, max_side=1280, margin=0.0),
+             "yunet_fer": dict(min_size=0, max_side=1280, margin=0.0),
              "haar": dict(min_size=30, max_side=800, margin=0.02),
              "lbp": dict(min_size=30, max_side=800, margin=0.05)}
 # YuNet's score threshold, looked at on 150 scenes of FER2013 *train* faces (bench/faces.py --source train --sweep;
@@ -57,7 +63,7 @@ class FaceDetector:
     def __init__(self, backend: str = "auto", min_size: int | None = None, min_neighbors: int | None = None,
                  scale_factor: float = 1.1, max_side: int | None = None, score_threshold: float | None = None,
                  margin: float | None = None, align: bool = True, upscale: float = 1.0, threads: int | None = None,
-                 level: bool = True, turns: tuple[float, ...] = ()):
+                 level: bool = True, turns: tuple[float, ...] = (), model_file: str | None = None):
         name = _ALIASES.get(backend, backend)
         if name not in DETECTORS:
             raise UserError(f"face_detector={backend}: expected one of {', '.join(DETECTORS)}")
@@ -73,18 +79,19 @@ class FaceDetector:
         self.upscale = float(upscale)
         # also search the photo turned by these angles (fer.runtime.turns): faces tilted past ~30 degrees
         self.turns = _turn_angles(turns)
-        if self.backend == "yunet":
+        if self.backend in _YUNET_FILES:
             score = YUNET_SCORE_THRESHOLD if score_threshold is None else float(score_threshold)
             if not 0.0 < score < 1.0:
                 raise UserError(f"face_score_threshold must be in (0, 1), got {score}")
-            self._engine = YuNet(score_threshold=score, threads=threads)
+            self._engine = YuNet(score_threshold=score, threads=threads,
+                                 model_file=model_file or _YUNET_FILES[self.backend])
         else:
             self._engine = Cascade(self.backend, min_neighbors, scale_factor)
         self.model_file = self._engine.model_file
 
     def describe(self) -> str:
         how = f"margin {self.margin:g}"
-        if self.backend == "yunet" and self.align:
+        if self.backend in _YUNET_FILES and self.align:
             how = "levelled, then aligned on its landmarks" if self.level else "aligned on its landmarks"
         turned = f"; also searched turned by {', '.join(f'{a:g}' for a in self.turns)} degrees" if self.turns else ""
         return f"{self.backend} ({os.path.basename(self.model_file)}; crops {how}{turned})"
@@ -96,7 +103,7 @@ class FaceDetector:
         if scale != 1.0:
             img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))),
                              interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
-        if self.backend == "yunet":
+        if self.backend in _YUNET_FILES:
             found = search_turns(to_bgr_u8(img), self._engine.detect, self.turns)
         else:
             min_size = int(round(self.min_size * scale))

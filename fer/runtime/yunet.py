@@ -1,8 +1,14 @@
 """YuNet, the default face detector: a 0.24 MB anchor-free CNN (Wu, Peng & Yu, "YuNet: A Tiny Millisecond-level
 Face Detector", 2023) that also gives five landmarks per face (eyes, nose tip, mouth corners) for alignment.
 
-The model file ships inside the package (fer/runtime/models/yunet_s_dynamic.onnx, from ShiqiYu/libfacedetection.train,
-Apache-2.0; see models/README.md): nothing is downloaded. It runs on ONNX Runtime, which the runtime already needs,
+The models ship inside the package (see models/README.md): nothing is downloaded. yunet_s_dynamic.onnx, the default,
+is the network as ShiqiYu/libfacedetection.train publishes it (Apache-2.0). It learned faces from photos, with hair,
+ears and outline, and finds a third of FER2013's tight grey crops placed in scenes (docs/BENCHMARKS.md).
+yunet_fer.onnx (face_detector=yunet_fer) is the same file plus a copy of its layers from the stride-4 stage on,
+fine-tuned on scenes of FER2013 train faces (scripts/finetune_yunet.py): one run gives both sets of outputs, the
+original ones unchanged, and nearly all of those faces are found; on real photos turned past 15 degrees it also
+reports more false faces, which is why it is not the default. It runs on ONNX Runtime, which the runtime already
+needs,
 rather than through cv2.FaceDetectorYN: on this project's 2-core AVX2 CPU OpenCV's DNN took 25 ms for a 640x480
 photo and ONNX Runtime 7 ms (bench/faces.py), and the target is under 15 ms. The decoding below is the one OpenCV's
 FaceDetectorYN applies to the same outputs (tests/test_yunet.py checks that both give the same faces).
@@ -18,8 +24,13 @@ import numpy as np
 
 from fer.runtime.sessions import session_options
 
+# libfacedetection's YuNet, as published: the default, and what scripts/finetune_yunet.py starts from
 MODEL_FILE = os.path.join(os.path.dirname(__file__), "models", "yunet_s_dynamic.onnx")
+# face_detector=yunet_fer: the same network and outputs, plus a copy of its later layers fine-tuned for FER2013-style
+# faces (tight grey crops)
+FER_FILE = os.path.join(os.path.dirname(__file__), "models", "yunet_fer.onnx")
 STRIDES = (8, 16, 32)  # the three feature maps; the input's sides must be multiples of the largest
+OUTPUT_NAMES = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in STRIDES]  # one set of heads
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,11 @@ class YuNet:
 
         self.session = ort.InferenceSession(model_file, session_options(threads), providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
-        self._outputs = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in STRIDES]
+        # a file may hold more than one set of heads on its backbone: cls_8, ... and cls_8<suffix>, ...
+        # (scripts/finetune_yunet.py adds one); the faces of every set go through one non-maximum suppression
+        names = [o.name for o in self.session.get_outputs()]
+        self._heads = [name[len("cls_8"):] for name in names if name.startswith("cls_8")]
+        self._outputs = [name + head for head in self._heads for name in OUTPUT_NAMES]
         self.score_threshold, self.nms_threshold, self.top_k = float(score_threshold), float(nms_threshold), top_k
         self.model_file = model_file
 
@@ -61,6 +76,23 @@ class YuNet:
 
     def _decode(self, out: dict[str, np.ndarray], h: int, w: int, threshold: float) -> list[Detection]:
         boxes, scores, points = [], [], []
+        for head in self._heads:
+            one_set = {name: out[name + head] for name in OUTPUT_NAMES}
+            for found, into in zip(self._candidates(one_set, h, w, threshold), (boxes, scores, points)):
+                into += found
+        if not boxes:
+            return []
+        boxes, scores, points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
+        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, self.nms_threshold,
+                                top_k=self.top_k)
+        return [Detection(tuple(int(round(v)) for v in boxes[i]), float(scores[i]), points[i].astype(np.float32))
+                for i in np.asarray(kept).reshape(-1)]
+
+    @staticmethod
+    def _candidates(out: dict[str, np.ndarray], h: int, w: int, threshold: float):
+        """One head set's points scoring >= threshold, decoded as OpenCV's FaceDetectorYN does: per stride, lists of
+        boxes [k, 4], scores [k] and landmarks [k, 5, 2]."""
+        boxes, scores, points = [], [], []
         for s in STRIDES:
             rows, cols = h // s, w // s
             r, c = np.divmod(np.arange(rows * cols), cols)
@@ -74,10 +106,4 @@ class YuNet:
             boxes.append(np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1))
             scores.append(score[keep])
             points.append(np.stack([(kps[:, 0::2] + c[:, None]) * s, (kps[:, 1::2] + r[:, None]) * s], axis=2))
-        if not boxes:
-            return []
-        boxes, scores, points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
-        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, self.nms_threshold,
-                                top_k=self.top_k)
-        return [Detection(tuple(int(round(v)) for v in boxes[i]), float(scores[i]), points[i].astype(np.float32))
-                for i in np.asarray(kept).reshape(-1)]
+        return boxes, scores, points
