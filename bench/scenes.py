@@ -41,7 +41,8 @@ def usable_faces(faces: np.ndarray, min_std: float = 5.0) -> tuple[np.ndarray, i
 _backgrounds: list[np.ndarray] = []
 
 
-def _background_images() -> list[np.ndarray]:
+def background_images() -> list[np.ndarray]:
+    """The BACKGROUNDS as BGR uint8 images, loaded once."""
     if not _backgrounds:
         import skimage.data
 
@@ -62,7 +63,7 @@ def _background_images() -> list[np.ndarray]:
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
-    src = _background_images()[rng.integers(len(BACKGROUNDS))]
+    src = background_images()[rng.integers(len(BACKGROUNDS))]
     h, w = src.shape[:2]
     zoom = rng.uniform(0.5, 1.0)
     ch, cw = max(16, int(h * zoom)), max(16, int(w * zoom))

@@ -180,10 +180,10 @@ def decoys(rng: np.random.Generator, faces: np.ndarray, n: int) -> np.ndarray:
     cover): without them the detector can learn the pasting instead of the face, and fire on any framed patch
     (a window, a picture frame) in real photos. Half are crops of the scenes' background images, half are faces
     with their 12x12 blocks shuffled (a face's grey levels and texture, not its layout)."""
-    from scenes import _background_images
+    from scenes import background_images
 
     out = np.empty((n, 48, 48), np.uint8)
-    images = _background_images()
+    images = background_images()
     for i in range(n):
         if i % 2:
             blocks = faces[rng.integers(len(faces))].reshape(4, 12, 4, 12).transpose(0, 2, 1, 3).reshape(16, 12, 12)
