@@ -7,11 +7,10 @@ ears and outline, and finds a third of FER2013's tight grey crops placed in scen
 yunet_fer.onnx (face_detector=yunet_fer) is the same file plus a copy of its layers from the stride-4 stage on,
 fine-tuned on scenes of FER2013 train faces (scripts/finetune_yunet.py): one run gives both sets of outputs, the
 original ones unchanged, and nearly all of those faces are found; on real photos turned past 15 degrees it also
-reports more false faces, which is why it is not the default. It runs on ONNX Runtime, which the runtime already
-needs,
-rather than through cv2.FaceDetectorYN: on this project's 2-core AVX2 CPU OpenCV's DNN took 25 ms for a 640x480
-photo and ONNX Runtime 7 ms (bench/faces.py), and the target is under 15 ms. The decoding below is the one OpenCV's
-FaceDetectorYN applies to the same outputs (tests/test_yunet.py checks that both give the same faces).
+reports more false faces, which is why it is not the default. Both run on ONNX Runtime, which the runtime already
+needs, rather than through cv2.FaceDetectorYN: on this project's 2-core AVX2 CPU OpenCV's DNN took 25 ms for a
+640x480 photo and ONNX Runtime 7 ms (bench/faces.py), and the target is under 15 ms. The decoding below is the one
+OpenCV's FaceDetectorYN applies to the same outputs (tests/test_yunet.py checks that both give the same faces).
 """
 
 from __future__ import annotations
