@@ -234,3 +234,40 @@ def test_yunet_fer_finds_fer2013_style_faces_the_published_network_misses(photo,
             counts[name][0] += hits
             counts[name][1] += len(found) - hits
     assert counts["yunet_fer"] == [n, 0] and counts["yunet"][1] == 0 and counts["yunet"][0] < 0.8 * n, (counts, n)
+
+
+class _TwoHeadSets:
+    """An ONNX Runtime session stand-in for a 32x32 input with two head sets (cls_8, ... and cls_8_fer, ...): one
+    face per set on the same stride-8 point (or the copy's one point further right), with its own landmarks."""
+
+    def __init__(self, scores: tuple[float, float], apart: bool = False):
+        self.outputs = {}
+        for head, score, point, kps in (("", scores[0], 5, 0.0), ("_fer", scores[1], 6 if apart else 5, 0.25)):
+            for s in (8, 16, 32):
+                n = (32 // s) ** 2
+                cls = np.zeros((1, n, 1), np.float32)
+                if s == 8:
+                    cls[0, point] = score
+                self.outputs |= {f"cls_{s}{head}": cls, f"obj_{s}{head}": cls.copy(),  # score = sqrt(cls * obj)
+                                 f"bbox_{s}{head}": np.zeros((1, n, 4), np.float32),
+                                 f"kps_{s}{head}": np.full((1, n, 10), kps, np.float32)}
+
+    def run(self, names, feeds):
+        return [self.outputs[name] for name in names]
+
+
+@pytest.mark.parametrize("scores,apart,landmarks_from", [((0.9, 0.95), False, "published"),
+                                                         ((0.7, 0.95), False, "copy"),
+                                                         ((0.9, 0.95), True, "copy")])
+def test_a_face_both_sets_find_keeps_the_published_landmarks_where_that_set_is_sure(scores, apart, landmarks_from):
+    """yunet_fer's copy places landmarks where FER2013's template has them; on a face the published set scores >= 0.8
+    (LANDMARKS_SURE) the published landmarks frame the crop instead (bench/expressions.py), whichever set's box wins;
+    below that, or on a face only the copy finds, the copy's own."""
+    yunet = YuNet(model_file=FER_FILE)
+    yunet.session = _TwoHeadSets(scores, apart)
+    found = yunet.detect(np.zeros((32, 32, 3), np.uint8))
+    copy = max(found, key=lambda d: d.score)
+    assert copy.score == pytest.approx(0.95) and len(found) == (2 if apart else 1)
+    column, row = (6 if apart else 5) % 4, 5 // 4
+    offset = 0.0 if landmarks_from == "published" else 0.25
+    np.testing.assert_allclose(copy.landmarks, np.tile([(column + offset) * 8, (row + offset) * 8], (5, 1)))

@@ -26,6 +26,7 @@ import numpy as np
 from fer.classes import CLASS_NAMES, NUM_CLASSES
 from fer.errors import DataError, UserError
 from fer.runtime.atomic import Staged, reporting_target_faults
+from fer.runtime.yunet import box_iou
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 _CAMERA = re.compile(r"camera:(\d+)")
@@ -93,13 +94,6 @@ class VideoSource:
         self.capture.release()
 
 
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / float(a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
-
-
 @dataclass
 class _Track:
     id: int
@@ -121,7 +115,8 @@ class IouTracker:
 
     def update(self, boxes: list[Box], step: int) -> list[_Track]:
         self.tracks = [t for t in self.tracks if step - t.last_seen <= self.max_missed]
-        pairs = sorted(((_iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
+        overlaps = [box_iou(t.box, boxes) for t in self.tracks] if boxes else []
+        pairs = sorted(((float(row[bi]), ti, bi) for ti, row in enumerate(overlaps) for bi in range(len(boxes))),
                        reverse=True)
         matched: dict[int, _Track] = {}
         used: set[int] = set()

@@ -6,8 +6,9 @@ is the network as ShiqiYu/libfacedetection.train publishes it (Apache-2.0). It l
 ears and outline, and finds a third of FER2013's tight grey crops placed in scenes (docs/BENCHMARKS.md).
 yunet_fer.onnx (face_detector=yunet_fer) is the same file plus a copy of its layers from the stride-4 stage on,
 fine-tuned on scenes of FER2013 train faces (scripts/finetune_yunet.py): one run gives both sets of outputs, the
-original ones unchanged, and nearly all of those faces are found; on real photos turned past 15 degrees it also
-reports more false faces, which is why it is not the default. Both run on ONNX Runtime, which the runtime already
+original ones unchanged, and nearly all of those faces are found (the faces of every set go through one non-maximum
+suppression; where both find a face, the landmarks follow LANDMARKS_SURE). On real photos turned past 15 degrees it
+also reports more false faces, which is why it is not the default. Both run on ONNX Runtime, which the runtime already
 needs, rather than through cv2.FaceDetectorYN: on this project's 2-core AVX2 CPU OpenCV's DNN took 25 ms for a
 640x480 photo and ONNX Runtime 7 ms (bench/faces.py), and the target is under 15 ms. The decoding below is the one
 OpenCV's FaceDetectorYN applies to the same outputs (tests/test_yunet.py checks that both give the same faces).
@@ -30,6 +31,13 @@ MODEL_FILE = os.path.join(os.path.dirname(__file__), "models", "yunet_s_dynamic.
 FER_FILE = os.path.join(os.path.dirname(__file__), "models", "yunet_fer.onnx")
 STRIDES = (8, 16, 32)  # the three feature maps; the input's sides must be multiples of the largest
 OUTPUT_NAMES = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in STRIDES]  # one set of heads
+# A face that a later head set reports (yunet_fer's copy) and the first set (the published network) is sure of, at
+# this score or more, keeps the first set's landmarks. The copy learned FER2013's template landmarks, which frame a
+# real face worse once levelled (web photos, bench/expressions.py: 0.806 -> 0.889 end to end); where the published
+# network is less sure, on FER2013-style faces, its landmarks are the worse ones. Chosen on scenes of the *val*
+# faces (bench/faces.py --source val, 150 scenes: accuracy on the faces found 0.589 with the copy's landmarks,
+# 0.560 / 0.571 / 0.594 / 0.590 taking the published ones from score 0.6 / 0.7 / 0.8 / 0.9).
+LANDMARKS_SURE = 0.8
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,16 @@ class Detection:
     box: tuple[int, int, int, int]
     score: float
     landmarks: np.ndarray | None = None
+
+
+def box_iou(box, boxes) -> np.ndarray:
+    """IoU of one (x, y, w, h) box with each of `boxes` [k, 4]; 0 where they do not overlap."""
+    box, boxes = np.asarray(box, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
+    x0, y0 = np.maximum(box[:2], boxes[:, :2]).T
+    x1, y1 = np.minimum(box[:2] + box[2:], boxes[:, :2] + boxes[:, 2:]).T
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
 
 
 class YuNet:
@@ -74,18 +92,27 @@ class YuNet:
         return [self._decode({k: v[i] for k, v in out.items()}, h + pad_h, w + pad_w, threshold) for i in range(n)]
 
     def _decode(self, out: dict[str, np.ndarray], h: int, w: int, threshold: float) -> list[Detection]:
-        boxes, scores, points = [], [], []
-        for head in self._heads:
-            one_set = {name: out[name + head] for name in OUTPUT_NAMES}
-            for found, into in zip(self._candidates(one_set, h, w, threshold), (boxes, scores, points)):
-                into += found
-        if not boxes:
+        found = []  # per head set that found anything: boxes [k, 4], scores [k], landmarks [k, 5, 2], set index [k]
+        for k, head in enumerate(self._heads):
+            boxes, scores, points = self._candidates({name: out[name + head] for name in OUTPUT_NAMES}, h, w, threshold)
+            if boxes:
+                scores = np.concatenate(scores)
+                found.append((np.concatenate(boxes), scores, np.concatenate(points), np.full(len(scores), k)))
+        if not found:
             return []
-        boxes, scores, points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
-        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, self.nms_threshold,
-                                top_k=self.top_k)
-        return [Detection(tuple(int(round(v)) for v in boxes[i]), float(scores[i]), points[i].astype(np.float32))
-                for i in np.asarray(kept).reshape(-1)]
+        boxes, scores, points, sets = (np.concatenate(parts) for parts in zip(*found))
+        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, self.nms_threshold, top_k=self.top_k)
+        donors = np.flatnonzero((sets == 0) & (scores >= LANDMARKS_SURE))
+        detections = []
+        for i in np.asarray(kept).reshape(-1):
+            landmarks = points[i]
+            if sets[i] > 0 and len(donors):  # a later set's face: the first set's landmarks where it is sure of it
+                overlap = box_iou(boxes[i], boxes[donors])
+                if overlap.max() >= 0.5:
+                    landmarks = points[donors[np.argmax(np.where(overlap >= 0.5, scores[donors], -1.0))]]
+            detections.append(Detection(tuple(int(round(v)) for v in boxes[i]), float(scores[i]),
+                                        landmarks.astype(np.float32)))
+        return detections
 
     @staticmethod
     def _candidates(out: dict[str, np.ndarray], h: int, w: int, threshold: float):
