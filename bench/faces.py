@@ -104,7 +104,7 @@ def truth_correct(scenes, classify, level: bool) -> np.ndarray:
     return classify(np.stack(crops)).argmax(axis=1) == np.array(labels)
 
 
-def scenes_for(data: Path, source: str, n: int, seed: int):
+def scenes_for(data: Path, source: str, n: int, seed: int, without: frozenset[str] = frozenset()):
     faces, labels = load_split(data, "train" if source == "val" else source)
     if source == "val":  # the train faces that training holds out (conf/data/default.yaml: 10%, split_seed 0)
         from fer.data.splits import stratified_split
@@ -114,7 +114,7 @@ def scenes_for(data: Path, source: str, n: int, seed: int):
     keep, blank = usable_faces(faces)
     print(f"{source}: {len(faces)} faces, {blank} blank ones left out of the scenes")
     rng = np.random.default_rng(seed)
-    return [make_scene(rng, faces[keep], labels[keep], np.flatnonzero(keep)) for _ in range(n)], faces, labels
+    return [make_scene(rng, faces[keep], labels[keep], np.flatnonzero(keep), without) for _ in range(n)], faces, labels
 
 
 def evaluate(detector: FaceDetector, scenes, classify=None, faces=None, labels=None, min_score: float = 0.0,
@@ -169,12 +169,39 @@ def search_table(scenes, threads: int | None, yunet_file: str | None = None) -> 
 
 
 def recall_by_condition(hits: np.ndarray) -> str:
-    """Recall per face size, rotation and cover: where a detector loses faces."""
+    """The last column's mean per face size, rotation and cover: recall when it says found (where a detector loses
+    faces), accuracy when it says right."""
     sizes, angles = [(24, 40), (40, 70), (70, 120), (120, 201)], [(0, 15), (15, 30), (30, 46)]
     groups = [(f"{lo}-{min(hi, 200)} px", (hits[:, 0] >= lo) & (hits[:, 0] < hi)) for lo, hi in sizes]
     groups += [(f"turned {lo}-{min(hi, 45)} deg", (hits[:, 1] >= lo) & (hits[:, 1] < hi)) for lo, hi in angles]
     groups += [("covered", hits[:, 2] == 1), ("not covered", hits[:, 2] == 0)]
-    return " | ".join(f"{hits[m, 3].mean():.2f}" for _, m in groups), " | ".join(name for name, _ in groups)
+    return (" | ".join(f"{hits[m, 3].mean():.2f}" if m.any() else "-" for _, m in groups),
+            " | ".join(name for name, _ in groups))
+
+
+def faces_and_conditions(scenes) -> tuple[list[GroundTruth], np.ndarray]:
+    """The scenes' faces in order, and per face (side, |angle|, covered): the columns recall_by_condition groups by."""
+    truth = [t for _, faces_of in scenes for t in faces_of]
+    return truth, np.array([(t.square[2], abs(t.angle), t.covered) for t in truth], dtype=float).reshape(-1, 3)
+
+
+def gap_by_condition(scenes, classify, faces: np.ndarray, truth_ok: np.ndarray) -> str:
+    """Where the faces lose before any detector does, by condition: accuracy on the faces cut from their true squares
+    (levelled: a perfect detector), on their FER crops shrunk to the face's side in the scene and brought back to
+    48 px (what fewer pixels alone cost), and on the FER crops themselves."""
+    truth, conditions = faces_and_conditions(scenes)
+    sides = [min(48, int(round(t.square[2]))) for t in truth]
+    shrunk = np.stack([cv2.resize(cv2.resize(faces[t.index], (s, s), interpolation=cv2.INTER_AREA), (48, 48),
+                                  interpolation=cv2.INTER_CUBIC) for t, s in zip(truth, sides)])
+    idx, right = np.array([t.index for t in truth]), np.array([t.label for t in truth])
+    rows = {"cut from the scene (a perfect detector)": truth_ok,
+            "FER crops shrunk to the face's scene size": classify(shrunk).argmax(axis=1) == right,
+            "FER crops": classify(faces[idx]).argmax(axis=1) == right}
+    table = []
+    for name, ok in rows.items():
+        values, names = recall_by_condition(np.column_stack([conditions, ok]))
+        table.append(f"| {name} | {ok.mean():.3f} | {values} |")
+    return (f"| faces | all | {names} |\n|---|---|" + "---|" * (names.count("|") + 1) + "\n" + "\n".join(table))
 
 
 def calibrate(data: Path, names=DETECTORS, n: int = 1000, seed: int = 0) -> None:
@@ -250,6 +277,8 @@ def main() -> None:
     for level, what in ((True, "levelled"), (False, "as turned")):
         print(f"all faces cut from their true square, {what} (a perfect detector): accuracy "
               f"{truth_ok[level].mean():.3f}")
+    print("\nAccuracy by condition, before any detector\n\n"
+          + gap_by_condition(scenes, model.predict_proba, faces, truth_ok[True]))
     breakdown = []
     print("\n| detector | crops | recall | precision | ms / 640x480 | ms / face crop | accuracy on found faces | "
           "end to end "

@@ -92,8 +92,19 @@ def _place(rng: np.random.Generator, side: int, placed: list[tuple[float, float,
     return None
 
 
-def make_scene(rng: np.random.Generator, faces: np.ndarray, labels: np.ndarray, rows: np.ndarray):
-    """One scene: (BGR uint8 [480,640,3], [GroundTruth]). `rows` are the faces' indices in their split."""
+# What make_scene does to a face or a scene, each of which can be left out (`without`) to measure what it costs:
+# its light and contrast, the cover bar, the oval edge, the turn; the scene's light ramp, blur and sensor noise
+DEGRADATIONS = ("contrast", "cover", "oval", "turn", "light", "blur", "noise")
+
+
+def make_scene(rng: np.random.Generator, faces: np.ndarray, labels: np.ndarray, rows: np.ndarray,
+               without: frozenset[str] = frozenset()):
+    """One scene: (BGR uint8 [480,640,3], [GroundTruth]). `rows` are the faces' indices in their split. `without`:
+    DEGRADATIONS left out; every random number is still drawn, so the scene is the same one otherwise (same faces,
+    places and sizes): the difference measures that degradation alone."""
+    unknown = set(without) - set(DEGRADATIONS)
+    if unknown:
+        raise ValueError(f"no such degradation: {sorted(unknown)} (expected some of {', '.join(DEGRADATIONS)})")
     scene = _background(rng).astype(np.float32)
     truth: list[GroundTruth] = []
     placed: list[tuple[float, float, float]] = []
@@ -105,22 +116,25 @@ def make_scene(rng: np.random.Generator, faces: np.ndarray, labels: np.ndarray, 
             continue
         k = int(rng.integers(len(faces)))
         cx, cy = spot
-        angle = float(rng.uniform(-MAX_ROTATION, MAX_ROTATION))
+        angle = float(rng.uniform(-MAX_ROTATION, MAX_ROTATION)) * ("turn" not in without)
         face = cv2.resize(faces[k], (side, side), interpolation=cv2.INTER_AREA if side < 48 else cv2.INTER_CUBIC)
-        face = np.clip(face.astype(np.float32) * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30), 0, 255)
+        gain, offset = rng.uniform(0.6, 1.3), rng.uniform(-30, 30)
+        if "contrast" not in without:
+            face = np.clip(face.astype(np.float32) * gain + offset, 0, 255)
+        face = face.astype(np.float32)
         mask = np.zeros((side, side), np.float32)
         cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.47), int(side * 0.5)), 0, 0, 360, 1.0, -1)
-        mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, side / 20))
+        mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, side / 20)) if "oval" not in without else np.ones_like(mask)
         covered = bool(rng.random() < 1 / 3)
         if covered:  # a bar over up to a third of the face, from below or from one side
             depth = int(side * rng.uniform(0.15, 0.33))
             colour = float(rng.uniform(60, 220))
-            if rng.random() < 0.5:
-                face[side - depth:] = colour
-            elif rng.random() < 0.5:
-                face[:, :depth] = colour
-            else:
-                face[:, side - depth:] = colour
+            bottom, left, right = slice(side - depth, None), slice(None, depth), slice(side - depth, None)
+            bar = ((bottom, slice(None)) if rng.random() < 0.5 else
+                   (slice(None), left) if rng.random() < 0.5 else (slice(None), right))
+            covered = "cover" not in without
+            if covered:
+                face[bar] = colour
         # rotate face and mask about the face's centre, straight into scene coordinates
         m = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
         m[:, 2] += (cx - side / 2, cy - side / 2)
@@ -131,8 +145,13 @@ def make_scene(rng: np.random.Generator, faces: np.ndarray, labels: np.ndarray, 
         truth.append(GroundTruth((cx - side / 2, cy - side / 2, side, side), angle, int(labels[k]), int(rows[k]),
                                  covered))
     light = 0.7 + 0.6 * (xx / WIDTH * rng.uniform(-1, 1) + yy / HEIGHT * rng.uniform(-1, 1) + 1) / 2
-    scene = scene * light[..., None].astype(np.float32)
+    if "light" not in without:
+        scene = scene * light[..., None].astype(np.float32)
     if rng.random() < 1 / 3:
-        scene = cv2.GaussianBlur(scene, (0, 0), rng.uniform(0.7, 2.0))
-    scene += rng.normal(0, rng.uniform(1, 6), scene.shape).astype(np.float32)
+        sigma = rng.uniform(0.7, 2.0)
+        if "blur" not in without:
+            scene = cv2.GaussianBlur(scene, (0, 0), sigma)
+    noise = rng.normal(0, rng.uniform(1, 6), scene.shape).astype(np.float32)
+    if "noise" not in without:
+        scene += noise
     return np.clip(scene, 0, 255).astype(np.uint8), truth

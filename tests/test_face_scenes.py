@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
-from bench.faces import truth_crop
-from bench.scenes import make_scene
+from bench.faces import gap_by_condition, truth_crop
+from bench.scenes import DEGRADATIONS, make_scene
 
 
 def _faces(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -38,3 +39,86 @@ def test_truth_crop_is_the_placed_face_turned_back_upright():
             assert _corr(levelled, faces[t.index]) > 0.6, (t.angle, t.square)
             assert _corr(levelled, faces[t.index]) > _corr(as_turned, faces[t.index]) + 0.2
     assert checked >= 5
+
+
+def test_the_gap_table_shrinks_each_fer_crop_to_its_face_size_in_the_scene():
+    """The "shrunk" row of bench/faces.py's gap table is each face's FER crop at as many pixels as the scene gave it:
+    a classifier that is right only on full-detail pixel noise is right on every FER crop and on the shrunk crops of
+    faces of 48 px or more, wrong on those of faces under 40 px."""
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, size=(20, 48, 48)).astype(np.uint8)
+
+    def classify(crops: np.ndarray) -> np.ndarray:  # class 0 where the pixels keep their full detail, else class 1
+        detail = np.array([np.abs(cv2.Laplacian(c.astype(np.float32), cv2.CV_32F)).mean() for c in crops])
+        return np.eye(7)[(detail < 200).astype(int)]
+
+    scenes = [make_scene(rng, faces, np.zeros(20, dtype=np.int64), np.arange(20)) for _ in range(30)]
+    truth = [t for _, faces_of in scenes for t in faces_of]
+    table = gap_by_condition(scenes, classify, faces, np.zeros(len(truth), bool)).splitlines()
+    columns = [c.strip() for c in table[0].split("|")[1:-1]]
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in table[2:]}
+    shrunk, crops = rows["FER crops shrunk to the face's scene size"], rows["FER crops"]
+    assert set(crops) == {"1.00", "1.000"} and rows["cut from the scene (a perfect detector)"][0] == "0.000"
+    assert shrunk[columns.index("24-40 px") - 1] == "0.00" and shrunk[columns.index("120-200 px") - 1] == "1.00"
+    big = np.mean([t.square[2] >= 47.5 for t in truth])
+    assert float(shrunk[0]) == pytest.approx(big, abs=1e-3)  # right on exactly the faces of 48 px or more
+
+
+def test_a_scene_without_a_degradation_is_the_same_scene_otherwise():
+    """bench/scene_gap.py compares scenes with one degradation left out against the scenes as generated: the same
+    faces in the same places at the same sizes, or the difference would measure other faces. With all of them left
+    out, each face is the FER crop resized into its square, nothing else."""
+    faces = _faces(20, np.random.default_rng(1))
+
+    def scenes(without=frozenset()):
+        rng = np.random.default_rng(0)
+        return [make_scene(rng, faces, np.arange(20) % 7, np.arange(20), without) for _ in range(6)]
+
+    def placed(made):
+        return [(t.square, t.index, t.label) for _, truth in made for t in truth]
+
+    generated = scenes()
+    for name in DEGRADATIONS:
+        other = scenes(frozenset([name]))
+        assert placed(other) == placed(generated), name
+        assert any(not np.array_equal(a, b) for (a, _), (b, _) in zip(other, generated)), name
+    bare = scenes(frozenset(DEGRADATIONS))
+    assert placed(bare) == placed(generated)
+    for img, truth in bare:
+        for t in truth:
+            x, y, side, _ = t.square
+            face = cv2.resize(faces[t.index], (side, side), interpolation=cv2.INTER_AREA if side < 48 else
+                              cv2.INTER_CUBIC).astype(np.float32)
+            at = np.float32([[1, 0, x], [0, 1, y]])  # the square's corner is fractional: the paste interpolates
+            expected = cv2.warpAffine(face, at, img.shape[1::-1], flags=cv2.INTER_LINEAR)
+            inside = cv2.warpAffine(np.ones_like(face), at, img.shape[1::-1], flags=cv2.INTER_LINEAR) == 1
+            assert t.angle == 0 and not t.covered and inside.sum() >= (side - 2) ** 2
+            assert np.abs(img[inside].astype(int) - expected[inside, None]).max() <= 1
+
+
+def test_an_unknown_degradation_is_refused():
+    with pytest.raises(ValueError, match="no such degradation: \\['sepia'\\]"):
+        make_scene(np.random.default_rng(0), _faces(2, np.random.default_rng(0)), np.zeros(2, int), np.arange(2),
+                   frozenset(["sepia"]))
+
+
+def test_the_ablation_table_has_a_row_per_degradation_and_the_crops_by_their_conditions_as_generated(monkeypatch):
+    """bench/scene_gap.py: one row per degradation left out, on the same faces; the FER crops row groups the faces by
+    their conditions as generated (not as in the last variant, where no face is turned or covered)."""
+    import bench.scene_gap as gap
+
+    faces = _faces(20, np.random.default_rng(1))
+    labels = np.arange(20) % 7
+
+    def scenes_for(data, source, n, seed, without):
+        rng = np.random.default_rng(seed)
+        return [make_scene(rng, faces, labels, np.arange(20), without) for _ in range(n)], faces, labels
+
+    monkeypatch.setattr(gap, "scenes_for", scenes_for)
+    table = gap.ablation_table(None, "val", 8, 0, lambda crops: np.eye(7)[np.zeros(len(crops), int)])
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in table.splitlines()[2:]}
+    assert list(rows) == ["as generated", *[f"without {d}" for d in DEGRADATIONS], "without any of them",
+                          "their FER crops"]
+    assert "-" in rows["without turn"] and "-" not in rows["as generated"] and "-" not in rows["their FER crops"]
+    placed = [t for _, truth in scenes_for(None, "val", 8, 0, frozenset())[0] for t in truth]
+    assert rows["their FER crops"][0] == f"{np.mean([t.label == 0 for t in placed]):.3f}"  # class 0 said for all

@@ -1,0 +1,66 @@
+"""What each degradation of the generated scenes costs the classifier, before any detector: the accuracy of a perfect
+detector (each face cut from its true square, levelled) on the same scenes with one degradation left out at a time
+(bench/scenes.py DEGRADATIONS: the same faces, places and sizes, every random number still drawn), by face size,
+turn and cover. Where the end-to-end target (within 3 points of the FER crops) is lost, and what training for it
+would have to win back.
+
+    python bench/scene_gap.py --data ../shared/fer2013 --source val --scenes 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from faces import ROOT, faces_and_conditions, recall_by_condition, scenes_for, truth_correct  # noqa: E402
+from scenes import DEGRADATIONS  # noqa: E402
+
+
+def ablation_table(data: Path, source: str, n: int, seed: int, classify) -> str:
+    """One row per set of degradations left out (none, each alone, all): a perfect detector's accuracy, in all and
+    by condition (a face's condition as it is in that variant: without turn, every face is upright), with the FER
+    crops of the same faces last, by their conditions as generated."""
+    variants = [("as generated", ()), *[(f"without {d}", (d,)) for d in DEGRADATIONS],
+                ("without any of them", DEGRADATIONS)]
+    rows, generated = [], None
+    for name, without in variants:
+        scenes, faces, labels = scenes_for(data, source, n, seed, frozenset(without))
+        truth, conditions = faces_and_conditions(scenes)
+        generated = generated if generated is not None else conditions  # the faces' conditions as generated
+        ok = truth_correct(scenes, classify, level=True)
+        values, names = recall_by_condition(np.column_stack([conditions, ok]))
+        rows.append(f"| {name} | {ok.mean():.3f} | {values} |")
+    idx = np.array([t.index for t in truth])  # the same faces in every variant
+    crops = classify(faces[idx]).argmax(axis=1) == labels[idx]
+    values, _ = recall_by_condition(np.column_stack([generated, crops]))
+    rows.append(f"| their FER crops | {crops.mean():.3f} | {values} |")
+    return f"| scenes | all | {names} |\n|---|---|" + "---|" * (names.count("|") + 1) + "\n" + "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "fer2013")
+    ap.add_argument("--source", default="val", choices=["train", "val", "publictest"])
+    ap.add_argument("--scenes", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default=None, help="an exported .onnx (default: the bundled model)")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    cv2.setNumThreads(args.threads or os.cpu_count() or 1)
+    from fer.runtime import ExpressionModel
+
+    model = ExpressionModel(args.model, args.threads)
+    print(f"{args.scenes} scenes of FER2013 {args.source} faces (seed {args.seed}), model {model.path.name}; "
+          "a perfect detector's accuracy (faces cut from their true squares, levelled)\n")
+    print(ablation_table(args.data, args.source, args.scenes, args.seed, model.predict_proba))
+
+
+if __name__ == "__main__":
+    main()
