@@ -104,7 +104,8 @@ def truth_correct(scenes, classify, level: bool) -> np.ndarray:
     return classify(np.stack(crops)).argmax(axis=1) == np.array(labels)
 
 
-def scenes_for(data: Path, source: str, n: int, seed: int, without: frozenset[str] = frozenset()):
+def split_faces(data: Path, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source's faces and labels, and which of them are usable in scenes (not blank)."""
     faces, labels = load_split(data, "train" if source == "val" else source)
     if source == "val":  # the train faces that training holds out (conf/data/default.yaml: 10%, split_seed 0)
         from fer.data.splits import stratified_split
@@ -113,8 +114,18 @@ def scenes_for(data: Path, source: str, n: int, seed: int, without: frozenset[st
         faces, labels = faces[val], labels[val]
     keep, blank = usable_faces(faces)
     print(f"{source}: {len(faces)} faces, {blank} blank ones left out of the scenes")
+    return faces, labels, keep
+
+
+def make_scenes(faces: np.ndarray, labels: np.ndarray, keep: np.ndarray, n: int, seed: int,
+                without: frozenset[str] = frozenset()) -> list:
     rng = np.random.default_rng(seed)
-    return [make_scene(rng, faces[keep], labels[keep], np.flatnonzero(keep), without) for _ in range(n)], faces, labels
+    return [make_scene(rng, faces[keep], labels[keep], np.flatnonzero(keep), without) for _ in range(n)]
+
+
+def scenes_for(data: Path, source: str, n: int, seed: int):
+    faces, labels, keep = split_faces(data, source)
+    return make_scenes(faces, labels, keep, n, seed), faces, labels
 
 
 def evaluate(detector: FaceDetector, scenes, classify=None, faces=None, labels=None, min_score: float = 0.0,
@@ -185,6 +196,16 @@ def faces_and_conditions(scenes) -> tuple[list[GroundTruth], np.ndarray]:
     return truth, np.array([(t.square[2], abs(t.angle), t.covered) for t in truth], dtype=float).reshape(-1, 3)
 
 
+def condition_table(first: str, rows: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
+    """A markdown table of per-face flags, in all and by condition: one row per (name, conditions from
+    faces_and_conditions, flag per face)."""
+    lines = []
+    for name, conditions, ok in rows:
+        values, names = recall_by_condition(np.column_stack([conditions, ok]))
+        lines.append(f"| {name} | {ok.mean():.3f} | {values} |")
+    return f"| {first} | all | {names} |\n|---|---|" + "---|" * (names.count("|") + 1) + "\n" + "\n".join(lines)
+
+
 def gap_by_condition(scenes, classify, faces: np.ndarray, truth_ok: np.ndarray) -> str:
     """Where the faces lose before any detector does, by condition: accuracy on the faces cut from their true squares
     (levelled: a perfect detector), on their FER crops shrunk to the face's side in the scene and brought back to
@@ -194,14 +215,10 @@ def gap_by_condition(scenes, classify, faces: np.ndarray, truth_ok: np.ndarray) 
     shrunk = np.stack([cv2.resize(cv2.resize(faces[t.index], (s, s), interpolation=cv2.INTER_AREA), (48, 48),
                                   interpolation=cv2.INTER_CUBIC) for t, s in zip(truth, sides)])
     idx, right = np.array([t.index for t in truth]), np.array([t.label for t in truth])
-    rows = {"cut from the scene (a perfect detector)": truth_ok,
-            "FER crops shrunk to the face's scene size": classify(shrunk).argmax(axis=1) == right,
-            "FER crops": classify(faces[idx]).argmax(axis=1) == right}
-    table = []
-    for name, ok in rows.items():
-        values, names = recall_by_condition(np.column_stack([conditions, ok]))
-        table.append(f"| {name} | {ok.mean():.3f} | {values} |")
-    return (f"| faces | all | {names} |\n|---|---|" + "---|" * (names.count("|") + 1) + "\n" + "\n".join(table))
+    return condition_table("faces", [
+        ("cut from the scene (a perfect detector)", conditions, truth_ok),
+        ("FER crops shrunk to the face's scene size", conditions, classify(shrunk).argmax(axis=1) == right),
+        ("FER crops", conditions, classify(faces[idx]).argmax(axis=1) == right)])
 
 
 def calibrate(data: Path, names=DETECTORS, n: int = 1000, seed: int = 0) -> None:

@@ -19,7 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from faces import ROOT, faces_and_conditions, recall_by_condition, scenes_for, truth_correct  # noqa: E402
+from faces import (ROOT, condition_table, faces_and_conditions, make_scenes, split_faces,  # noqa: E402
+                   truth_correct)
 from scenes import DEGRADATIONS  # noqa: E402
 
 
@@ -29,20 +30,16 @@ def ablation_table(data: Path, source: str, n: int, seed: int, classify) -> str:
     crops of the same faces last, by their conditions as generated."""
     variants = [("as generated", ()), *[(f"without {d}", (d,)) for d in DEGRADATIONS],
                 ("without any of them", DEGRADATIONS)]
-    rows, generated = [], None
+    faces, labels, keep = split_faces(data, source)
+    rows = []
     for name, without in variants:
-        scenes, faces, labels = scenes_for(data, source, n, seed, frozenset(without))
+        scenes = make_scenes(faces, labels, keep, n, seed, frozenset(without))
         truth, conditions = faces_and_conditions(scenes)
-        generated = generated if generated is not None else conditions  # the faces' conditions as generated
-        ok = truth_correct(scenes, classify, level=True)
-        values, names = recall_by_condition(np.column_stack([conditions, ok]))
-        rows.append(f"| {name} | {ok.mean():.3f} | {values} |")
+        rows.append((name, conditions, truth_correct(scenes, classify, level=True)))
     idx = np.array([t.index for t in truth])  # the same faces in every variant
-    crops = classify(faces[idx]).argmax(axis=1) == labels[idx]
-    values, _ = recall_by_condition(np.column_stack([generated, crops]))
-    rows.append(f"| their FER crops | {crops.mean():.3f} | {values} |")
-    return f"| scenes | all | {names} |\n|---|---|" + "---|" * (names.count("|") + 1) + "\n" + "\n".join(rows)
-
+    generated = rows[0][1]  # the faces' conditions as generated
+    rows.append(("their FER crops", generated, classify(faces[idx]).argmax(axis=1) == labels[idx]))
+    return condition_table("scenes", rows)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

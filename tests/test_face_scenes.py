@@ -110,15 +110,11 @@ def test_the_ablation_table_has_a_row_per_degradation_and_the_crops_by_their_con
     faces = _faces(20, np.random.default_rng(1))
     labels = np.arange(20) % 7
 
-    def scenes_for(data, source, n, seed, without):
-        rng = np.random.default_rng(seed)
-        return [make_scene(rng, faces, labels, np.arange(20), without) for _ in range(n)], faces, labels
-
-    monkeypatch.setattr(gap, "scenes_for", scenes_for)
+    monkeypatch.setattr(gap, "split_faces", lambda data, source: (faces, labels, np.ones(20, bool)))
     table = gap.ablation_table(None, "val", 8, 0, lambda crops: np.eye(7)[np.zeros(len(crops), int)])
     rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in table.splitlines()[2:]}
     assert list(rows) == ["as generated", *[f"without {d}" for d in DEGRADATIONS], "without any of them",
                           "their FER crops"]
     assert "-" in rows["without turn"] and "-" not in rows["as generated"] and "-" not in rows["their FER crops"]
-    placed = [t for _, truth in scenes_for(None, "val", 8, 0, frozenset())[0] for t in truth]
+    placed = [t for _, truth in gap.make_scenes(faces, labels, np.ones(20, bool), 8, 0) for t in truth]
     assert rows["their FER crops"][0] == f"{np.mean([t.label == 0 for t in placed]):.3f}"  # class 0 said for all
