@@ -71,3 +71,16 @@ def test_blur_noise_and_light_each_do_what_they_say():
 def test_bad_settings(bad, message):
     with pytest.raises(ValueError, match=message):
         CaptureDegradation(**bad)
+
+
+def test_a_strong_blur_spreads_as_far_as_its_sigma_reaches():
+    """The kernel grows with data.augment.capture_blur: a sigma of 2-3 px spreads a point over +-6-9 px, which a
+    fixed 7x7 kernel (+-3 px: enough for the default sigma of 1) cut off."""
+    torch.manual_seed(0)
+    point = torch.zeros(64, 1, 48, 48)
+    point[:, :, 24, 24] = 1.0
+    y = CaptureDegradation(p=1.0, **{**ONLY, "blur": 3.0})(point)
+    far = y[:, 0, 24, 29:32].sum(dim=1)  # 5-7 px from the point
+    assert (far > 1e-3).float().mean() > 0.3  # the faces drawn with sigma above about 1.5
+    y = CaptureDegradation(p=1.0, **{**ONLY, "blur": 1.0})(point)
+    assert y[:, 0, 24, 28:].abs().max() == 0  # the default blur keeps its 7x7 kernel
