@@ -5,6 +5,7 @@ turn and cover. Where the end-to-end target (within 3 points of the FER crops) i
 would have to win back.
 
     python bench/scene_gap.py --data ../shared/fer2013 --source val --scenes 300
+    python bench/scene_gap.py --source val --scenes 1000 --seed 1 --model new.onnx --against old.onnx   # paired
 """
 
 from __future__ import annotations
@@ -41,6 +42,34 @@ def ablation_table(data: Path, source: str, n: int, seed: int, classify) -> str:
     rows.append(("their FER crops", generated, classify(faces[idx]).argmax(axis=1) == labels[idx]))
     return condition_table("scenes", rows)
 
+SIZES = ((24, 40), (40, 70), (70, 120), (120, 201))
+
+
+def paired_table(data: Path, source: str, n: int, seed: int, classify, against) -> str:
+    """Two models on the same faces of the scenes as generated: a perfect detector's accuracy and the FER crops',
+    each model's and their difference with its paired standard error (the same faces, so the difference is far
+    less noisy than either accuracy), then the perfect detector by face size."""
+    faces, labels, keep = split_faces(data, source)
+    scenes = make_scenes(faces, labels, keep, n, seed)
+    truth, _ = faces_and_conditions(scenes)
+    idx = np.array([t.index for t in truth])
+    sides = np.array([t.square[2] for t in truth])
+    right = {}
+    for name, model in (("model", classify), ("against", against)):
+        right[name] = (truth_correct(scenes, model, level=True), model(faces[idx]).argmax(axis=1) == labels[idx])
+    rows = [f"{len(truth)} faces ({len(np.unique(idx))} distinct)\n",
+            "| faces | --model | --against | difference | paired standard error |", "|---|---|---|---|---|"]
+    groups = [("cut from the scene (a perfect detector)", 0, slice(None)), ("FER crops", 1, slice(None))]
+    groups += [(f"cut from the scene, {lo}-{hi - 1 if hi == 201 else hi} px", 0, (sides >= lo) & (sides < hi))
+               for lo, hi in SIZES]
+    for name, k, which in groups:
+        diff = right["model"][k][which].astype(float) - right["against"][k][which]
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        rows.append(f"| {name} | {right['model'][k][which].mean():.3f} | {right['against'][k][which].mean():.3f} | "
+                    f"{diff.mean():+.3f} | {se:.3f} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "fer2013")
@@ -48,12 +77,20 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None, help="an exported .onnx (default: the bundled model)")
+    ap.add_argument("--against", default=None,
+                    help="another .onnx: the two models paired on the scenes as generated, instead of the ablation")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     cv2.setNumThreads(args.threads or os.cpu_count() or 1)
     from fer.runtime import ExpressionModel
 
     model = ExpressionModel(args.model, args.threads)
+    if args.against:
+        other = ExpressionModel(args.against, args.threads)
+        print(f"{args.scenes} scenes of FER2013 {args.source} faces (seed {args.seed}): --model {model.path.name} "
+              f"against {other.path.name}")
+        print(paired_table(args.data, args.source, args.scenes, args.seed, model.predict_proba, other.predict_proba))
+        return
     print(f"{args.scenes} scenes of FER2013 {args.source} faces (seed {args.seed}), model {model.path.name}; "
           "a perfect detector's accuracy (faces cut from their true squares, levelled)\n")
     print(ablation_table(args.data, args.source, args.scenes, args.seed, model.predict_proba))

@@ -118,3 +118,25 @@ def test_the_ablation_table_has_a_row_per_degradation_and_the_crops_by_their_con
     assert "-" in rows["without turn"] and "-" not in rows["as generated"] and "-" not in rows["their FER crops"]
     placed = [t for _, truth in gap.make_scenes(faces, labels, np.ones(20, bool), 8, 0) for t in truth]
     assert rows["their FER crops"][0] == f"{np.mean([t.label == 0 for t in placed]):.3f}"  # class 0 said for all
+
+
+def test_the_paired_table_gives_each_models_accuracy_on_the_same_faces_and_their_difference(monkeypatch):
+    """bench/scene_gap.py --against: two stand-in models (one always says class 0, the other class 1) on the same
+    faces; each row's difference is the first model's accuracy less the second's, overall and by size."""
+    import bench.scene_gap as gap
+
+    faces = _faces(20, np.random.default_rng(2))
+    labels = np.arange(20) % 7
+    monkeypatch.setattr(gap, "split_faces", lambda data, source: (faces, labels, np.ones(20, bool)))
+    says = lambda c: (lambda crops: np.eye(7)[np.full(len(crops), c)])  # noqa: E731
+    table = gap.paired_table(None, "val", 12, 0, says(0), says(1))
+    rows = {r.split("|")[1].strip(): [float(c) for c in r.split("|")[2:-1]] for r in table.splitlines()
+            if r.startswith("| ") and not r.startswith("| faces |")}
+    placed = [t for _, truth in gap.make_scenes(faces, labels, np.ones(20, bool), 12, 0) for t in truth]
+    zero, one = np.mean([t.label == 0 for t in placed]), np.mean([t.label == 1 for t in placed])
+    for name in ("cut from the scene (a perfect detector)", "FER crops"):
+        assert rows[name][:3] == pytest.approx([zero, one, zero - one], abs=6e-4)
+    for name, lo, hi in (("24-40", 24, 40), ("40-70", 40, 70)):
+        some = [t for t in placed if lo <= t.square[2] < hi]
+        assert rows[f"cut from the scene, {name} px"][2] == pytest.approx(
+            np.mean([t.label == 0 for t in some]) - np.mean([t.label == 1 for t in some]), abs=6e-4)
