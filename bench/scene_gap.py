@@ -42,6 +42,7 @@ def ablation_table(data: Path, source: str, n: int, seed: int, classify) -> str:
     rows.append(("their FER crops", generated, classify(faces[idx]).argmax(axis=1) == labels[idx]))
     return condition_table("scenes", rows)
 
+
 SIZES = ((24, 40), (40, 70), (70, 120), (120, 201))
 
 

@@ -40,8 +40,9 @@ FUSED_W, FUSED_B = "ConvBnFusion_W_", "ConvBnFusion_BN_B_"  # onnxruntime.quanti
 
 
 def stored_weights(model_proto) -> dict[str, torch.Tensor]:
-    """Every initializer as float32, quantized ones dequantized per output channel, by their name in the file
-    without the `_quantized` suffix (the file's copies of a weight for each test-time view are left out)."""
+    """Every float initializer as float32, quantized ones dequantized per output channel, by their name in the
+    file without the `_quantized` suffix (the copies the quantizer makes for each test-time view, `..._token_<n>`,
+    come along under their own names and are not looked up)."""
     from onnx import numpy_helper
 
     init = {i.name: numpy_helper.to_array(i) for i in model_proto.graph.initializer}
