@@ -150,6 +150,7 @@ def checkpoint_from_onnx(onnx_path: Path, faces: np.ndarray, out: Path) -> Path:
     from hydra import compose, initialize_config_dir
 
     from fer.models.base import CALIBRATION_KEY
+    from fer.runtime.atomic import atomic_path
     from fer.runtime.metadata import read_info
     from fer.training import instantiate_model
 
@@ -170,7 +171,8 @@ def checkpoint_from_onnx(onnx_path: Path, faces: np.ndarray, out: Path) -> Path:
         checkpoint["FERDataModule"] = {"val_split": info.val_split}
     model.on_save_checkpoint(checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, out)
+    with atomic_path(out) as tmp:  # never a half-written checkpoint, as training's own writes
+        torch.save(checkpoint, tmp)
     return out
 
 
