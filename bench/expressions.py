@@ -126,10 +126,10 @@ def main() -> None:
     from fer.runtime import ExpressionModel
 
     model = ExpressionModel(args.model, args.threads)
-    detectors = {"yunet (default)": FaceDetector("yunet", threads=args.threads, model_file=args.yunet_file),
+    detectors = {"yunet_fer (default)": FaceDetector("yunet_fer", threads=args.threads),
+                 "yunet": FaceDetector("yunet", threads=args.threads, model_file=args.yunet_file),
                  "yunet, turns -30 30": FaceDetector("yunet", threads=args.threads, turns=(-30.0, 30.0),
                                                      model_file=args.yunet_file),
-                 "yunet_fer": FaceDetector("yunet_fer", threads=args.threads),
                  "haar": FaceDetector("haar")}
     sets = []
     if args.folders:

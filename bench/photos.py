@@ -41,7 +41,7 @@ from fer.runtime.turns import turn_onto_canvas  # noqa: E402
 
 ANGLES = (-45, -30, -15, 0, 15, 30, 45)
 CONDITIONS = {"as is": dict(cover=False, shrink=1.0), "lower third covered": dict(cover=True, shrink=1.0),
-              "half size": dict(cover=False, shrink=0.5)}
+              "half size": dict(cover=False, shrink=0.5), "made grey": dict(cover=False, shrink=1.0, grey=True)}
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,13 @@ def read_imglab(xml: Path) -> list[Photo]:
     return photos
 
 
-def harder(img: np.ndarray, photo: Photo, angle: float, cover: bool, shrink: float):
-    """The photo with each face's lower third covered by a bar (a hand, a cup), shrunk, then turned by `angle`
-    degrees on a canvas that holds all of it; with the boxes carried along (same size, moved with their centres)."""
+def harder(img: np.ndarray, photo: Photo, angle: float, cover: bool, shrink: float, grey: bool = False):
+    """The photo with each face's lower third covered by a bar (a hand, a cup), shrunk, made grey (a black-and-white
+    photo, an infrared camera), then turned by `angle` degrees on a canvas that holds all of it; with the boxes
+    carried along (same size, moved with their centres)."""
     img = img.copy()
+    if grey:
+        img = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     if cover:
         colour = tuple(int(v) for v in np.median(img.reshape(-1, 3), axis=0))  # a flat patch in the photo's tone
         for x, y, w, h in photo.faces:

@@ -105,7 +105,7 @@ def test_scan_photos_and_bad_photo(detector, photos, tmp_path):
 def test_unknown_backend_and_the_names_before_yunet():
     with pytest.raises(UserError, match="face_detector=dlib: expected one of auto, yunet, yunet_fer, haar, lbp"):
         FaceDetector("dlib")
-    assert FaceDetector("auto").backend == "yunet"
+    assert FaceDetector("auto").backend == "yunet_fer"
     assert FaceDetector("skimage").backend == "lbp"  # configs written before YuNet keep working
 
 

@@ -4,19 +4,24 @@ points of its own, a few steps lower the loss, and the weights go back into the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 import bench.scenes as scenes
 from fer.runtime.faces import FER_LANDMARKS, FaceDetector
 from fer.runtime.yunet import MODEL_FILE, OUTPUT_NAMES, YuNet
 from scripts.finetune_yunet import (MIRRORED, NECK, SUFFIX, SceneSet, backbone_convs, decode_boxes, decoys,
-                                    detection_loss, grid_points, scene_targets, simota, write_branch_onnx, write_onnx)
+                                    detection_loss, grid_points, photo_scenes, scene_targets, simota,
+                                    write_branch_onnx, write_onnx)
 
 onnx2torch = pytest.importorskip("onnx2torch")
+ASTRONAUT = Path(__file__).resolve().parent / "data" / "astronaut.jpg"
 
 
 def _dotted_faces() -> np.ndarray:
@@ -84,7 +89,7 @@ def test_grid_and_decoding_are_the_runtimes():
     local = 1 * 8 + 5  # stride 16 has 6 rows of 8 points: row 1, column 5
     out["cls_16"][local], out["obj_16"][local] = 0.9, 0.9
     index_16 = 12 * 16 + local  # after stride 8's 12 rows of 16 points, in the concatenated outputs
-    found = YuNet(model_file=MODEL_FILE)._decode(out, h, w, 0.5)
+    found = YuNet(model_file=MODEL_FILE)._decode(out, h, w, 0.5, np.zeros((h, w, 3), np.uint8))
     assert len(found) == 1
     bbox = torch.from_numpy(np.concatenate([out[f"bbox_{s}"] for s in (8, 16, 32)]))
     x1, y1, x2, y2 = decode_boxes(bbox, grid)[index_16].tolist()
@@ -197,3 +202,26 @@ def test_targets_can_draw_the_original_yunets_box():
     centre = (box[:2] + box[2:]) / 2
     assert centre.tolist() == pytest.approx([148.0, 90.0], abs=1e-4)  # turned a quarter: 8 px to the right
     assert np.allclose(points, scene_targets([turned])[1])
+
+
+def test_photo_scenes_carry_the_published_faces_through_the_turn_and_the_window():
+    """A photo scene's target is where the published YuNet finds the face in the scene made (the photo resized,
+    turned and cut to 640x480), with its landmarks on the face; half the scenes are made grey."""
+    images, targets = photo_scenes([ASTRONAUT], 10, np.random.default_rng(0))
+    assert images.shape == (10, 480, 640, 3) and images.dtype == np.uint8
+    grey = [bool((img[..., 0] == img[..., 2]).all()) for img in images]
+    assert 0 < sum(grey) < 10
+    yunet, matched = YuNet(model_file=MODEL_FILE, score_threshold=0.8), 0
+    for img, (boxes, points) in zip(images, targets):
+        assert len(boxes) <= 1 and points.shape == (len(boxes), 5, 2)  # one face in the photo (or out of the window)
+        for d in yunet.detect(img):  # faces turned past ~30 degrees are not found here: checked where found
+            x, y, w, h = d.box
+            if x < 0 or y < 0 or x + w > 640 or y + h > 480:
+                continue  # a face cut by the window's edge: YuNet boxes what is left of it
+            assert len(boxes) == 1, "a face the published network finds has no target"
+            assert box_iou(torch.tensor([[x, y, x + w, y + h]], dtype=torch.float32), torch.from_numpy(boxes)) > 0.6
+            # the landmarks are on the face (YuNet's own follow a turn only partly: their middle is compared)
+            assert np.abs(points[0].mean(0) - d.landmarks.mean(0)).max() < 0.1 * w
+            assert ((points[0] > boxes[0, :2]) & (points[0] < boxes[0, 2:])).all()
+            matched += 1
+    assert matched >= 3

@@ -62,6 +62,15 @@ def test_the_cover_hides_the_lower_third_only(tmp_path):
     assert changed[y + h * 3 // 4, x + w // 2] and not changed[y + h // 3, x + w // 2]
 
 
+def test_a_photo_made_grey_keeps_its_light(tmp_path):
+    import cv2
+
+    (photo,) = read_imglab(_imglab(tmp_path))
+    original = cv2.imread(str(photo.path))
+    grey, _, _ = harder(original, photo, 0, cover=False, shrink=1.0, grey=True)
+    assert (grey == grey[..., :1]).all() and np.array_equal(grey[..., 0], cv2.cvtColor(original, cv2.COLOR_BGR2GRAY))
+
+
 def test_a_detection_on_an_ignored_face_is_not_false():
     photo = Photo(Path("p.jpg"), ((0.0, 0.0, 40.0, 40.0),), ((100.0, 100.0, 40.0, 40.0),))
     same = (1.0, 0.0, 0.0)  # boxes already drawn the annotation's way

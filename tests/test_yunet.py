@@ -141,8 +141,9 @@ def test_bad_settings_are_one_line():
 
 def test_readme_demo_photo_and_clip_through_fer_classify(tmp_path, monkeypatch):
     """scripts/make_demo.py's photo (four heads: upright, turned 30 degrees, mouth covered, 90 px) and clip (a head
-    crossing the frame while turning from -30 to 30 degrees), classified as the README says: YuNet finds every
-    face and follows the one in the clip as one track; the Haar cascade finds one face of four, none in the clip."""
+    crossing the frame while turning from -30 to 30 degrees), classified as the README says: the default detector
+    finds every face and follows the one in the clip as one track; the Haar cascade finds one face of four, none in
+    the clip."""
     import csv
     import runpy
 
@@ -165,9 +166,10 @@ def test_readme_demo_photo_and_clip_through_fer_classify(tmp_path, monkeypatch):
     def centre(r: dict) -> tuple[float, float]:
         return int(r["x"]) + int(r["w"]) / 2, int(r["y"]) + int(r["h"]) / 2
 
-    # --detector yunet_fer reaches the detector: every face YuNet finds, and more (it reports a false face here)
-    fer = [centre(r) for r in rows("photo.jpg", "--detector", "yunet_fer")]
-    assert len(fer) > 4 and all(any(np.hypot(cx - x, cy - y) < 20 for x, y in fer) for cx, cy in map(centre, found))
+    # the default (yunet_fer) finds the faces the published network finds, and no more in this colour photo
+    published = [centre(r) for r in rows("photo.jpg", "--detector", "yunet")]
+    assert len(published) == 4 and all(any(np.hypot(cx - x, cy - y) < 20 for x, y in published)
+                                       for cx, cy in map(centre, found))
     video = rows("clip.mp4", "--fps", "4")
     assert len(video) == 16 and {r["face_id"] for r in video} == {"0"}
     assert rows("clip.mp4", "--fps", "4", "--detector", "haar") == []
@@ -271,3 +273,33 @@ def test_a_face_both_sets_find_keeps_the_published_landmarks_where_that_set_is_s
     column, row = (6 if apart else 5) % 4, 5 // 4
     offset = 0.0 if landmarks_from == "published" else 0.25
     np.testing.assert_allclose(copy.landmarks, np.tile([(column + offset) * 8, (row + offset) * 8], (5, 1)))
+
+
+@pytest.mark.parametrize("colour,apart,expected", [((128, 128, 128), True, [0.95, 0.9]),
+                                                   ((200, 90, 40), True, [0.9]),
+                                                   ((200, 90, 40), False, [0.95])])
+def test_a_face_only_the_copy_finds_is_kept_where_the_photo_is_grey(colour, apart, expected):
+    """GREY_CHROMA: the copy learned FER2013's grey faces, so a face it alone finds is dropped where the photo is in
+    colour (there its finds were hands, badges and records); a face both sets find stays, whichever box wins."""
+    yunet = YuNet(model_file=FER_FILE)
+    yunet.session = _TwoHeadSets((0.9, 0.95), apart)
+    found = yunet.detect(np.full((32, 32, 3), colour, np.uint8))
+    assert sorted((d.score for d in found), reverse=True) == pytest.approx(expected)
+
+
+def test_colour_spread_is_that_of_the_middle_halfs_channel_means():
+    """colour_spread (one integral image) gives what slicing each box's middle half and averaging gives."""
+    from fer.runtime.yunet import box_iou, colour_spread
+
+    img = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    boxes = np.array([[10, 5, 40, 30], [-10, -10, 30, 30], [70, 50, 40, 40], [200, 200, 10, 10], [3, 7, 9, 13]],
+                     np.float64)
+    expected = []
+    for x, y, w, h in boxes:
+        rows, cols = slice(max(0, int(y + h / 4)), max(0, int(y + 3 * h / 4))), slice(max(0, int(x + w / 4)),
+                                                                                    max(0, int(x + 3 * w / 4)))
+        middle = img[rows, cols]
+        mean = middle.reshape(-1, 3).mean(axis=0) if middle.size else np.zeros(3)
+        expected.append(mean.max() - mean.min())
+    np.testing.assert_allclose(colour_spread(img, boxes), expected, atol=1e-9)
+    np.testing.assert_allclose(box_iou(boxes, boxes[:3]), np.stack([box_iou(b, boxes[:3]) for b in boxes]))

@@ -83,9 +83,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tta", action="store_true", help="average with the mirror and four 2-px shifts")
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and listed) instead "
                                                              "of stopping at the first")
-    ap.add_argument("--detector", choices=[d for d in DETECTORS if d != "auto"], default="yunet",
-                    help="face detector for photos and video: yunet (default; crops levelled and aligned on its "
-                         "landmarks), or the Haar / LBP cascade (upright frontal faces only)")
+    ap.add_argument("--detector", choices=[d for d in DETECTORS if d != "auto"], default="yunet_fer",
+                    help="face detector for photos and video: yunet_fer (default: YuNet that also finds FER2013-style "
+                         "grey faces), yunet (as published; both crop levelled and aligned on the landmarks), or the "
+                         "Haar / LBP cascade (upright frontal faces only)")
     ap.add_argument("--upscale", type=float, default=1.0,
                     help="search photos at this many times their size (1-4): finds smaller faces, costs time")
     ap.add_argument("--turns", type=float, nargs="+", default=[], metavar="DEG",

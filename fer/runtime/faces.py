@@ -3,8 +3,11 @@ the results. Torch-free (OpenCV, numpy, ONNX Runtime): owned by the runtime; pre
 from here.
 
 Detectors (face_detector=...):
-- yunet (the default; auto means it): fer.runtime.yunet, a small CNN shipped inside the package, with five landmarks
-  per face. Its crops are aligned: a similarity transform (rotation, scale, shift) takes the landmarks to where they
+- yunet_fer (the default; auto means it) and yunet: fer.runtime.yunet, a small CNN shipped inside the package, with
+  five landmarks per face. yunet is the network as published (trained on photos); yunet_fer adds a copy of its later
+  layers trained to find FER2013-style faces (tight grey crops) as well, and keeps the copy's own faces only where the
+  photo is grey (fer.runtime.yunet.GREY_CHROMA), so colour photos get what the published network finds and a bit
+  more (bench/photos.py). Their crops are aligned: a similarity transform (rotation, scale, shift) takes the landmarks to where they
   sit on an average FER2013 face (FER_LANDMARKS), so a tilted head is classified as an upright one. The landmarks
   follow a turn only partly, so the face is first levelled (fer.runtime.levelling; level=False skips it).
 - haar, lbp: the cascades of fer.runtime.cascade (upright frontal faces only); their crops are the box grown by a
@@ -32,7 +35,7 @@ from fer.runtime.yunet import Detection, YuNet
 
 DETECTORS = ("auto", "yunet", "yunet_fer", "haar", "lbp")
 # the YuNet files: the published network, and with it a copy fine-tuned to find FER2013-style faces (tight grey crops)
-# too, at the cost of false faces on real photos turned past 15 degrees (fer/runtime/yunet.py, docs/BENCHMARKS.md)
+# too (fer/runtime/yunet.py, docs/BENCHMARKS.md); the second is the default
 _YUNET_FILES = {"yunet": YUNET_FILE, "yunet_fer": FER_YUNET_FILE}
 _ALIASES = {"opencv": "haar", "skimage": "lbp"}  # the names before YuNet: configs written then keep working
 # Per detector: smallest face side kept (photo pixels), the size a bigger photo is searched at (boxes are still
@@ -67,7 +70,7 @@ class FaceDetector:
         name = _ALIASES.get(backend, backend)
         if name not in DETECTORS:
             raise UserError(f"face_detector={backend}: expected one of {', '.join(DETECTORS)}")
-        self.backend = "yunet" if name == "auto" else name
+        self.backend = "yunet_fer" if name == "auto" else name
         defaults = _DEFAULTS[self.backend]
         self.min_size = int(defaults["min_size"] if min_size is None else min_size)
         self.max_side = int(defaults["max_side"] if max_side is None else max_side)
