@@ -71,12 +71,13 @@ def test_the_fer_file_keeps_the_published_network_whole(photo):
     assert all(np.array_equal(a, b) for a, b in zip(published, shipped.run(OUTPUT_NAMES, {"input": blob})))
 
 
+@pytest.mark.parametrize("name", ["auto", "yunet"])  # the default (yunet_fer), and the network as published
 @pytest.mark.parametrize("case", ["turned 35 degrees", "mouth covered"])
-def test_yunet_finds_faces_the_haar_cascade_misses(photo, yunet, case):
+def test_yunet_finds_faces_the_haar_cascade_misses(photo, name, case):
     from fer.runtime.cascade import haar_path
 
     img = _turned(photo, 35) if case.startswith("turned") else _covered(photo)
-    found = yunet.detect(img)
+    found = FaceDetector(name).detect(img)
     assert len(found) == 1 and _on_face(found[0]), found
     if haar_path() is not None:
         assert not any(_on_face(b) for b in FaceDetector("haar").detect(img))
