@@ -6,10 +6,11 @@ Detectors (face_detector=...):
 - yunet_fer (the default; auto means it) and yunet: fer.runtime.yunet, a small CNN shipped inside the package, with
   five landmarks per face. yunet is the network as published (trained on photos); yunet_fer adds a copy of its later
   layers trained to find FER2013-style faces (tight grey crops) as well, and keeps the copy's own faces only where the
-  photo is grey (fer.runtime.yunet.GREY_CHROMA), so colour photos get what the published network finds and a bit
-  more (bench/photos.py). Their crops are aligned: a similarity transform (rotation, scale, shift) takes the landmarks to where they
-  sit on an average FER2013 face (FER_LANDMARKS), so a tilted head is classified as an upright one. The landmarks
-  follow a turn only partly, so the face is first levelled (fer.runtime.levelling; level=False skips it).
+  photo is grey (fer.runtime.yunet.GREY_CHROMA): colour photos get what the published network finds, black-and-white
+  ones more faces and more false ones (bench/photos.py). Their crops are aligned: a similarity transform (rotation,
+  scale, shift) takes the landmarks to where they sit on an average FER2013 face (FER_LANDMARKS), so a tilted head
+  is classified as an upright one. The landmarks follow a turn only partly, so the face is first levelled
+  (fer.runtime.levelling; level=False skips it).
 - haar, lbp: the cascades of fer.runtime.cascade (upright frontal faces only); their crops are the box grown by a
   margin. bench/faces.py measures all three on the same scenes, bench/photos.py on real photos.
 turns=(-30, 30) searches the photo turned by those angles as well (fer.runtime.turns): faces tilted by 45 degrees
