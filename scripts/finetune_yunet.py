@@ -212,7 +212,7 @@ def photo_scenes(paths: list[Path], n: int, rng: np.random.Generator, sure: floa
     the photo upright (score >= `sure`), with its own boxes and landmarks, carried through the turn. Why: trained on
     FER2013 scenes alone, the copy also reports faces on badges, frames and hands in real photos turned past 15
     degrees (docs/BENCHMARKS.md); here it learns what the published network calls a face there, and nothing else."""
-    from fer.runtime.turns import turn_onto_canvas
+    from fer.runtime.turns import carried_back, turn_onto_canvas
 
     yunet = YuNet(model_file=MODEL_FILE, score_threshold=sure)
     photos = []
@@ -237,12 +237,11 @@ def photo_scenes(paths: list[Path], n: int, rng: np.random.Generator, sure: floa
         if rng.random() < grey_share:
             images[i] = cv2.cvtColor(cv2.cvtColor(images[i], cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         boxes, points = [], []
-        for d in found:
+        for d in map(functools.partial(carried_back, back=m), found):  # the box moved with its centre, as turns do
             x, y, w, h = d.box
-            cx, cy = m @ np.array([x + w / 2, y + h / 2, 1.0])
-            if 0 <= cx < 640 and 0 <= cy < 480:  # a face whose centre is in the window
-                boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-                points.append(d.landmarks @ m[:, :2].T + m[:, 2])
+            if 0 <= x + w / 2 < 640 and 0 <= y + h / 2 < 480:  # a face whose centre is in the window
+                boxes.append([x, y, x + w, y + h])
+                points.append(d.landmarks)
         targets.append((np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(points, np.float32).reshape(-1, 5, 2)))
     return images, targets
 
