@@ -116,22 +116,25 @@ class YuNet:
     def detect(self, bgr: np.ndarray) -> list[Detection]:
         return self.detect_batch(bgr[None])[0]
 
-    def detect_batch(self, bgrs: np.ndarray, score_threshold: float | None = None) -> list[list[Detection]]:
+    def detect_batch(self, bgrs: np.ndarray, score_threshold: float | None = None,
+                     sets: tuple[int, ...] | None = None) -> list[list[Detection]]:
         """detect() for images of one size [N,H,W,3] in one run of the network (a run costs about 1 ms here for
-        one 96x96 image, 5 ms for nine: batching is what makes searching a face at several turns cheap)."""
+        one 96x96 image, 5 ms for nine: batching is what makes searching a face at several turns cheap).
+        sets: the head sets whose faces count (None: all; 0 is the published network's)."""
         n, h, w = bgrs.shape[:3]
         pad_h, pad_w = -h % STRIDES[-1], -w % STRIDES[-1]  # zero padding bottom and right, as OpenCV does
         blob = np.pad(bgrs, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
         blob = blob.transpose(0, 3, 1, 2).astype(np.float32)  # BGR, 0..255: the model's own normalisation
         out = dict(zip(self._outputs, self.session.run(self._outputs, {self._input: blob})))
         threshold = self.score_threshold if score_threshold is None else float(score_threshold)
-        return [self._decode({k: v[i] for k, v in out.items()}, h + pad_h, w + pad_w, threshold, bgrs[i])
+        return [self._decode({k: v[i] for k, v in out.items()}, h + pad_h, w + pad_w, threshold, bgrs[i], sets)
                 for i in range(n)]
 
-    def _decode(self, out: dict[str, np.ndarray], h: int, w: int, threshold: float,
-                bgr: np.ndarray) -> list[Detection]:
+    def _decode(self, out: dict[str, np.ndarray], h: int, w: int, threshold: float, bgr: np.ndarray,
+                sets: tuple[int, ...] | None = None) -> list[Detection]:
         found = []  # per head set that found anything: boxes [k, 4], scores [k], landmarks [k, 5, 2], set index [k]
-        for k, head in enumerate(self._heads):
+        for k in range(len(self._heads)) if sets is None else sets:
+            head = self._heads[k]
             boxes, scores, points = self._candidates({name: out[name + head] for name in OUTPUT_NAMES}, h, w, threshold)
             if boxes:
                 scores = np.concatenate(scores)
