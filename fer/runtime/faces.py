@@ -121,15 +121,19 @@ class FaceDetector:
     def detect(self, img: np.ndarray) -> list[Box]:
         return [d.box for d in self.find(img)]
 
-    def crop(self, gray: np.ndarray, found: Detection) -> np.ndarray:
-        """One face of a 2-D uint8 image -> 48x48 uint8: levelled (if level is on) and aligned on its landmarks where
-        it has them (and align is on), else its box grown by the margin."""
+    def crop_landmarks(self, gray: np.ndarray, found: Detection) -> np.ndarray | None:
+        """The landmarks (photo pixels) that the crop of one face of a 2-D uint8 image is aligned on, levelled if
+        level is on; None where it is cut from its box (no landmarks, or align off). bench/alignment.py measures
+        them against each face's true square."""
         if not self.align or found.landmarks is None:
-            return crop_face(gray, found.box, self.margin)
-        landmarks = found.landmarks
-        if self.level:
-            landmarks = level_landmarks(gray, landmarks, self._engine, FER_LANDMARKS)
-        aligned = align_face(gray, landmarks)
+            return None
+        return level_landmarks(gray, found.landmarks, self._engine, FER_LANDMARKS) if self.level else found.landmarks
+
+    def crop(self, gray: np.ndarray, found: Detection) -> np.ndarray:
+        """One face of a 2-D uint8 image -> 48x48 uint8: aligned on crop_landmarks() where it has them, else its box
+        grown by the margin."""
+        landmarks = self.crop_landmarks(gray, found)
+        aligned = None if landmarks is None else align_face(gray, landmarks)
         return aligned if aligned is not None else crop_face(gray, found.box, self.margin)
 
     def faces(self, img: np.ndarray) -> tuple[list[Box], np.ndarray]:

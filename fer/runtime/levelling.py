@@ -21,10 +21,11 @@ published set, the crops' roll error fell from 12.0 to 11.1 degrees (val scenes 
 accuracy on the faces found rose by 0.8, 0.8 and 0.4 points on those of seeds 1, 2 and 3. A face the published set
 finds at no turn (3 in 100 there) is judged by every set, as before.
 
-The landmarks found on the 96-px canvas once frame the whole crop; now only its turn. On the same val scenes
-(seeds 1-3) the crop's scale was off by 0.12 on average that way (|log| of the ratio to the true one) and by 0.10
-taking it from the photo's own landmarks, found at the photo's resolution; accuracy on the faces found +0.8, -0.2 and +1.0 points; on labelled real photos
-(bench/expressions.py) 64 of 72 web photos against 62, GENKI-4K 0.944 against 0.940 (docs/BENCHMARKS.md).
+The landmarks found on the 96-px canvas once framed the whole crop; now they give its turn only. On the same val
+scenes (seeds 1-3) the crop's scale was off by 0.12 on average that way (|log| of the ratio to the true one) and
+by 0.10 taking it from the photo's own landmarks, found at the photo's resolution (bench/alignment.py); accuracy
+on the faces found +0.8, -0.2 and +1.0 points; on labelled real photos (bench/expressions.py) 64 of 72 web photos
+against 62, GENKI-4K 0.944 against 0.940 (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
