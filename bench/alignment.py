@@ -53,17 +53,18 @@ def measure(detector: FaceDetector, scenes, classify, truth_ok: np.ndarray) -> d
     """Per face found (matched at IoU >= 0.5): its crop's errors [k, 3], the face's turn in the scene, whether its
     crop is classified right, and whether its true square's is (truth_ok: per true face, in scene order)."""
     errors, angles, right, truth_right = [], [], [], []
+    nan = (float("nan"),) * 3
     first = 0  # index of the scene's first face in truth_ok
     for img, truth in scenes:
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         found = detector.find(img)
         pairs = match(found, truth, detector.margin)
         if pairs:
+            # the crops users get (crop() levels again: twice the time, and no copy of its logic here)
             crops = np.stack([detector.crop(gray, found[i]) for i, _ in pairs])
             right += list(classify(crops).argmax(axis=1) == [truth[j].label for _, j in pairs])
             for i, j in pairs:
                 landmarks = detector.crop_landmarks(gray, found[i])
-                nan = (float("nan"),) * 3
                 errors.append(nan if landmarks is None else crop_error(landmarks, truth[j].square, truth[j].angle))
                 angles.append(truth[j].angle)
                 truth_right.append(truth_ok[first + j])

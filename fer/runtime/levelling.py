@@ -46,8 +46,9 @@ JUDGE_SETS = (0,)  # whose scores judge the turns: the published network's (yune
 
 def level_landmarks(gray: np.ndarray, landmarks: np.ndarray, engine: YuNet, template: np.ndarray,
                     turns: tuple[int, ...] = TURNS, tolerance: float = TOLERANCE) -> np.ndarray:
-    """The face's five landmarks (photo pixels) found again on it turned upright; `landmarks` themselves when
-    YuNet finds it at no turn. `template`: where the landmarks sit on a 48x48 crop."""
+    """Five landmarks (photo pixels) that frame the face upright: turned as those found again on it turned upright,
+    with the size and place of `landmarks` (turned_as); `landmarks` themselves when YuNet finds it at no turn.
+    `template`: where the landmarks sit on a 48x48 crop."""
     target = template + OFFSET
     frame, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), target, method=cv2.LMEDS)
     if frame is None:
