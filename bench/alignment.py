@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from faces import ROOT, match, scenes_for, truth_correct  # noqa: E402
+from faces import ROOT, match, placement, scenes_for, truth_correct  # noqa: E402
 
 from fer.runtime.faces import FER_LANDMARKS, FaceDetector  # noqa: E402
 
@@ -31,10 +31,7 @@ TURN_BANDS = ((0, 15), (15, 30), (30, 45.01))  # |degrees| the face is turned by
 
 def truth_matrix(square: tuple[float, float, float, float], angle: float) -> np.ndarray:
     """3x3: scene pixels -> the 48x48 crop of the face's own square, turned upright (bench/faces.py truth_crop)."""
-    x, y, side, _ = square
-    placed = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)  # face square -> scene, as bench/scenes.py
-    placed[:, 2] += (x, y)
-    return np.vstack([cv2.invertAffineTransform(placed) * (48.0 / side), [0.0, 0.0, 1.0]])
+    return np.vstack([cv2.invertAffineTransform(placement(square, angle)) * (48.0 / square[2]), [0.0, 0.0, 1.0]])
 
 
 def crop_error(landmarks: np.ndarray, square, angle: float) -> tuple[float, float, float]:

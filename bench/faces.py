@@ -82,13 +82,20 @@ def match(found: list[Detection], truth: list[GroundTruth], margin: float, thres
     return out
 
 
+def placement(square, angle: float) -> np.ndarray:
+    """2x3: the face's square (its own pixels, unturned) -> the scene, turned by `angle` about its centre, as
+    bench/scenes.py placed it."""
+    x, y, side, _ = square
+    m = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
+    m[:, 2] += (x, y)
+    return m
+
+
 def truth_crop(gray: np.ndarray, t: GroundTruth, level: bool = True) -> np.ndarray:
     """The face as the scene shows it (light, blur, cover and all), cut from its true square, turned back upright
     when `level`, at 48x48: what a perfect detector and aligner would hand the classifier."""
-    x, y, side, _ = t.square
-    m = cv2.getRotationMatrix2D((side / 2, side / 2), t.angle if level else 0.0, 1.0)  # face -> scene, as placed
-    m[:, 2] += (x, y)
-    s = int(round(side))
+    m = placement(t.square, t.angle if level else 0.0)
+    s = int(round(t.square[2]))
     face = cv2.warpAffine(gray, m, (s, s), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
     return cv2.resize(face, (48, 48), interpolation=cv2.INTER_AREA if s > 48 else cv2.INTER_CUBIC)
